@@ -136,12 +136,18 @@ class Map:
 
     def update(self, key: Key, value: Key, flags: int = BPF_ANY) -> None:
         k = _to_bytes(key, self.key_size, "key")
-        v = _to_bytes(value, self.full_value_size if self.percpu and not isinstance(value, int) else self.value_size, "value")
-        if self.percpu and len(v) == self.value_size and self.full_value_size != self.value_size:
-            v = v.ljust(self.stride, b"\0") * self.ncpus
+        v = self._value_bytes(value)
         lb.check(lb.lib.bpf_map_update_elem(self.fd, k, v, flags), f"update of map {self.name}")
 
     __setitem__ = update
+
+    def _value_bytes(self, value: Key) -> bytes:
+        """A value as the syscall wants it; per-CPU maps take one value (copied to every CPU) or all."""
+        if not self.percpu:
+            return _to_bytes(value, self.value_size, "value")
+        if not isinstance(value, int) and len(bytes(value)) == self.full_value_size:
+            return bytes(value)
+        return _to_bytes(value, self.value_size, "value").ljust(self.stride, b"\0") * self.ncpus
 
     def delete(self, key: Key) -> bool:
         """Delete `key`; False if it was not there."""
@@ -206,7 +212,7 @@ class Map:
         if not items:
             return 0
         keys = b"".join(_to_bytes(k, self.key_size, "key") for k, _ in items)
-        values = b"".join(_to_bytes(v, self.full_value_size, "value") for _, v in items)
+        values = b"".join(self._value_bytes(v) for _, v in items)
         count = lb.c_u32(len(items))
         opts = lb.BatchOpts(ctypes.sizeof(lb.BatchOpts), flags, 0)
         lb.check(lb.lib.bpf_map_update_batch(self.fd, keys, values, ctypes.byref(count), ctypes.byref(opts)),
@@ -395,9 +401,12 @@ class BpfObject:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._obj = lb.lib.bpf_object__open_file(os.fsencode(path), None)
+        with lb.captured_messages() as messages:
+            self._obj = lb.lib.bpf_object__open_file(os.fsencode(path), None)
         if not self._obj:
-            raise lb.os_error(ctypes.get_errno(), f"opening eBPF object {path}")
+            err = ctypes.get_errno()
+            detail = "\n".join(m for m in messages if m)
+            raise EtranError(f"libbpf could not open eBPF object {path}: {os.strerror(err)}\n{detail}".rstrip())
         self.loaded = False
         self._programs: dict[str, Program] = {}
         self._maps: dict[str, Map] = {}
