@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from etran.kernel import build
-from etran.kernel.structs import MIRRORS
+from etran.kernel.structs import ENUM_MIRRORS, MIRRORS
 
 pytestmark = pytest.mark.kernel
 
@@ -43,3 +43,20 @@ def test_mirror_matches_btf(c_name):
     c_fields = [(m["name"], m["bits_offset"] // 8) for m in btf["members"]]
     py_fields = [(name, getattr(mirror, name).offset) for name, *_ in mirror._fields_]
     assert py_fields == c_fields, f"{c_name}: fields differ"
+
+
+@functools.cache
+def btf_enums(family: str) -> dict[str, dict[str, int]]:
+    obj = build.compile_object(family)
+    dump = json.loads(subprocess.run(["bpftool", "-j", "btf", "dump", "file", str(obj)],
+                                     capture_output=True, text=True, check=True).stdout)
+    return {t["name"]: {v["name"]: v["val"] for v in t["values"]}
+            for t in dump["types"] if t["kind"] == "ENUM" and t.get("name")}
+
+
+@pytest.mark.parametrize("c_name", sorted(ENUM_MIRRORS))
+def test_enum_mirror_matches_btf(c_name):
+    mirror, family = ENUM_MIRRORS[c_name]
+    enums = btf_enums(family)
+    assert c_name in enums, f"enum {c_name} is not in the BTF of {family}.bpf.c (is it used there?)"
+    assert {name: m.value for name, m in mirror.__members__.items()} == enums[c_name]

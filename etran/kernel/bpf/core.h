@@ -173,6 +173,13 @@ struct {
 	__array(values, struct pub_inner);
 } app_pub SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct etran_btf_anchor);
+} btf_anchor SEC(".maps");
+
 /* ---- helpers ------------------------------------------------------------------------ */
 
 static __always_inline struct pkt_meta *meta_get(void)
