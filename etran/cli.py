@@ -12,6 +12,7 @@ from .errors import EtranError
 # `set_defaults(func=...)` where func(args) -> int.
 COMMAND_MODULES = [
     "etran.testbed.cli",
+    "etran.daemon.cli",
     "etran.bench.cli",
     "etran.demo",
 ]

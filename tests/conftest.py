@@ -44,3 +44,31 @@ def unique_name() -> str:
 
 def have_tool(name: str) -> bool:
     return shutil.which(name) is not None
+
+
+@pytest.fixture
+def testbed(unique_name: str):
+    """Factory for test beds that are always torn down, even when the test fails.
+
+    `bed = testbed(hosts=2, rate_gbit=1, ecn_threshold_kb=30, loss=0.01, ...)` brings up
+    an etran.testbed.Testbed named after the test's unique prefix (a second call in the same
+    test gets another name) and returns it; teardown runs `down()` on every bed made.
+    """
+    from etran.testbed import Testbed
+
+    beds: list[Testbed] = []
+
+    def make(hosts: int = 2, **settings):
+        bed = Testbed(unique_name if not beds else f"{unique_name}{len(beds)}")
+        beds.append(bed)
+        return bed.up(hosts=hosts, **settings)
+
+    yield make
+    failures = []
+    for bed in beds:
+        try:
+            bed.down()
+        except Exception as e:  # keep tearing down the others
+            failures.append(e)
+    if failures:
+        raise failures[0]

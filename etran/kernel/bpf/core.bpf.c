@@ -69,6 +69,22 @@ int gen(struct xdp_md *ctx)
 	return drop(d->slot, ETRAN_DROP_NO_TRANSPORT);
 }
 
+/* Run by the daemon with BPF_PROG_RUN (test mode): the packet is an Ethernet header's worth of
+ * padding followed by one struct gen_desc to queue. Going through the kernel keeps host_pub's
+ * counters exact (user space may not write host_pub: it is frozen for the applications). */
+SEC("xdp")
+int gen_enqueue(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct gen_desc *d = data + sizeof(struct ethhdr);
+	struct gen_desc copy;
+
+	if ((void *)(d + 1) > end)
+		return XDP_ABORTED;
+	copy = *d;
+	return gen_push(&copy) == 0 ? XDP_PASS : XDP_DROP;
+}
+
 SEC("xdp")
 int egress_hook(struct xdp_md *ctx)
 {

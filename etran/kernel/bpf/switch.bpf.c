@@ -227,8 +227,8 @@ static __always_inline int release_held(struct __sk_buff *skb, struct port_hold 
 	if (__sync_val_compare_and_swap(&h->state, HOLD_HELD, HOLD_BUSY) != HOLD_HELD)
 		return -1;
 	if (!send_clone(skb)) {
-		/* could not send the current one ahead: just let it go after... nothing
-		 * (the held one stays held for the next packet) */
+		/* could not send the current one ahead: it passes as it is, and the held
+		 * one waits for the next packet */
 		__sync_val_compare_and_swap(&h->state, HOLD_BUSY, HOLD_HELD);
 		__sync_fetch_and_add(&st->errors, 1);
 		return TC_ACT_OK;
@@ -298,6 +298,15 @@ int switch_egress(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	return TC_ACT_OK;
+}
+
+/* Native XDP on every switch port, passing everything to the bridge. A veth accepts frames
+ * that its peer redirects with XDP (the hosts' egress hooks and daemons do) only while it has
+ * an XDP program of its own. */
+SEC("xdp")
+int switch_rx(struct xdp_md *ctx)
+{
+	return XDP_PASS;
 }
 
 char LICENSE[] SEC("license") = "GPL";
