@@ -64,6 +64,7 @@ _SIGNATURES = [
     ("bpf_map_lookup_elem_flags", c_int, [c_int, c_void_p, c_void_p, c_u64]),
     ("bpf_map_update_elem", c_int, [c_int, c_void_p, c_void_p, c_u64]),
     ("bpf_map_delete_elem", c_int, [c_int, c_void_p]),
+    ("bpf_map_lookup_and_delete_elem", c_int, [c_int, c_void_p, c_void_p]),
     ("bpf_map_get_next_key", c_int, [c_int, c_void_p, c_void_p]),
     ("bpf_map_lookup_batch", c_int, [c_int, c_void_p, c_void_p, c_void_p, c_void_p, ctypes.POINTER(c_u32), c_void_p]),
     ("bpf_map_update_batch", c_int, [c_int, c_void_p, c_void_p, ctypes.POINTER(c_u32), c_void_p]),
@@ -73,6 +74,7 @@ _SIGNATURES = [
     ("bpf_obj_get_info_by_fd", c_int, [c_int, c_void_p, ctypes.POINTER(c_u32)]),
     ("bpf_prog_test_run_opts", c_int, [c_int, c_void_p]),
     ("libbpf_num_possible_cpus", c_int, []),
+    ("bpf_map_create", c_int, [c_int, c_char_p, c_u32, c_u32, c_u32, c_void_p]),
 ]
 for _name, _res, _args in _SIGNATURES:
     _fn = getattr(lib, _name)
@@ -196,6 +198,16 @@ class TestRunOpts(ctypes.Structure):
         ("ctx_size_in", c_u32), ("ctx_size_out", c_u32),
         ("retval", c_u32), ("repeat", c_int), ("duration", c_u32),
         ("flags", c_u32), ("cpu", c_u32), ("batch_size", c_u32),
+    ]
+
+
+class MapCreateOpts(ctypes.Structure):
+    """struct bpf_map_create_opts (libbpf 1.1)."""
+
+    _fields_ = [
+        ("sz", c_size_t), ("btf_fd", c_u32), ("btf_key_type_id", c_u32), ("btf_value_type_id", c_u32),
+        ("btf_vmlinux_value_type_id", c_u32), ("inner_map_fd", c_u32), ("map_flags", c_u32),
+        ("map_extra", c_u64), ("numa_node", c_u32), ("map_ifindex", c_u32),
     ]
 
 

@@ -27,6 +27,7 @@ MAP_TYPE_NAMES = {
     27: "ringbuf", 29: "devmap_hash",
 }
 PERCPU_TYPES = {5, 6, 10}
+BPF_MAP_TYPE_ARRAY = 2
 BPF_F_MMAPABLE = 1 << 10
 BPF_F_RDONLY_PROG = 1 << 7
 
@@ -79,6 +80,16 @@ class Map:
         info = lb.obj_info(fd, lb.MapInfo())
         return cls(fd, info.name.decode(), info.type, info.key_size, info.value_size,
                    info.max_entries, info.map_flags, owns_fd=owns_fd, map_id=info.id)
+
+    @classmethod
+    def create(cls, map_type: int, key_size: int, value_size: int, max_entries: int, flags: int = 0,
+               name: str = "") -> Map:
+        """A new map, outside any object (e.g. an inner map for an ARRAY_OF_MAPS)."""
+        opts = lb.MapCreateOpts(sz=ctypes.sizeof(lb.MapCreateOpts), map_flags=flags)
+        fd = lb.lib.bpf_map_create(map_type, name[:15].encode(), key_size, value_size, max_entries, ctypes.byref(opts))
+        if fd < 0:
+            raise lb.os_error(ctypes.get_errno(), f"creating map {name or '(unnamed)'}")
+        return cls.from_fd(fd)
 
     @classmethod
     def from_pin(cls, path: str | os.PathLike[str]) -> Map:
@@ -158,6 +169,25 @@ class Map:
                 return False
             raise lb.os_error(err, f"delete from map {self.name}")
         return True
+
+    def push(self, value: Key) -> bool:
+        """Push onto a queue/stack map; False when it is full."""
+        if lb.lib.bpf_map_update_elem(self.fd, None, _to_bytes(value, self.value_size, "value"), BPF_ANY) < 0:
+            err = ctypes.get_errno()
+            if err == 7:  # E2BIG: full
+                return False
+            raise lb.os_error(err, f"push onto map {self.name}")
+        return True
+
+    def pop(self) -> bytes | None:
+        """Pop from a queue/stack map (BPF_MAP_LOOKUP_AND_DELETE_ELEM); None when empty."""
+        ret = lb.lib.bpf_map_lookup_and_delete_elem(self.fd, None, self._value)
+        if ret < 0:
+            err = ctypes.get_errno()
+            if err == 2:
+                return None
+            raise lb.os_error(err, f"pop from map {self.name}")
+        return self._value.raw[: self.value_size]
 
     def keys(self) -> Iterator[bytes]:
         """Iterate keys with BPF_MAP_GET_NEXT_KEY (safe while entries come and go)."""

@@ -10,6 +10,7 @@ restart after a crash first removes a predecessor's leftovers.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -27,11 +28,12 @@ from ..bpf import Map
 from ..bpf.attach import attach_xdp, detach_xdp
 from ..bpf.objects import BPF_F_MMAPABLE, BPF_MAP_TYPE_ARRAY
 from ..errors import EtranError
-from ..kernel.structs import AppInfo, Limits, PubSlot
+from ..kernel.structs import AppInfo, HostPub, Limits
 from ..xsk.socket import XskSocket
 from ..xsk.umem import Umem
 from . import tenants
 from .kernel import MAX_APPS, Kernel, drop_counts
+from .neighbours import Neighbours
 from .policy import PolicyManager
 from .transports import TRANSPORTS, Transport
 
@@ -41,6 +43,7 @@ SO_PEERCRED = 17
 DEFAULT_FRAMES = 4096
 FRAME_SIZE = 2048
 RING_SIZE = 2048
+TICK = 0.002
 
 
 @dataclass
@@ -90,6 +93,17 @@ class Daemon:
         self.listener: socket.socket | None = None
         self._stopping: asyncio.Event | None = None
         self.started = time.time()
+        # pyroute2's synchronous API refuses to run inside a running event loop: netlink work
+        # (tenant ports, XDP attach) happens on this worker thread, in the same namespace
+        self._netlink = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="etran-netlink")
+
+    def blocking(self, fn, *args):
+        """Run fn(*args) off the event loop's thread when a loop is running there (and wait)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return fn(*args)
+        return self._netlink.submit(fn, *args).result()
 
     # ---- set-up and tear-down ---------------------------------------------------------
     def run(self) -> None:
@@ -138,6 +152,8 @@ class Daemon:
         self.kernel = Kernel()
         self.kernel.set_host(self.ip, self.mac, self.nic_ifindex, self.mtu)
         self.kernel.map("host_pub").freeze()  # applications map it; nobody in user space writes it
+        self.neighbours = Neighbours(self.kernel, self.nic_ifindex)
+        self.neighbours.refresh()
         self.policies = PolicyManager(self.kernel, app_slot_of=self.slot_of)
         for name in self.transport_names:
             t = TRANSPORTS[name](self)
@@ -196,7 +212,7 @@ class Daemon:
     def _make_app(self, slot: int, name: str, uid: int, pid: int, conn: socket.socket | None,
                   frames: int = DEFAULT_FRAMES) -> App:
         k = self.kernel
-        port = tenants.create(k, slot, self.xdp_mode)
+        port = self.blocking(tenants.create, k, slot, self.xdp_mode)
         app = App(slot, name, uid, pid, conn, port)
         try:
             app.memfd = os.memfd_create(f"etran-umem-{slot}", os.MFD_CLOEXEC)
@@ -226,7 +242,7 @@ class Daemon:
                 k.map("apps").update(app.slot, AppInfo())
             with contextlib.suppress(OSError):
                 k.map("app_pub").delete(app.slot)
-        tenants.remove(k, app.port)
+        self.blocking(tenants.remove, k, app.port)
         if app.xsk is not None:
             app.xsk.close()
         if app.umem is not None:
@@ -280,8 +296,37 @@ class Daemon:
         self.loop.add_reader(self.listener.fileno(), self._accept)
         for t in self.transports.values():
             t.on_loop(self.loop)
+        ticker = asyncio.create_task(self._ticker())
         print(f"etran daemon ready on {self.dev} ({self.ip}) at {self.socket_path}", flush=True)
         await self._stopping.wait()
+        ticker.cancel()
+
+    async def _ticker(self, interval: float = TICK) -> None:
+        """The daemon's clock: every tick, send control packets no application's blank frame
+        picked up (the second XDP_GEN producer: live frames), and resolve neighbour misses;
+        every second, refresh the neighbour map."""
+        pub = self.kernel.map("host_pub").mmap_array(HostPub, readonly=True)
+        try:
+            seen = 0
+            next_refresh = time.monotonic() + 1.0
+            while True:
+                await asyncio.sleep(interval)
+                hp = pub[0]
+                pending, popped = hp.gen_pending, hp.gen_popped
+                if pending and popped == seen:  # nobody drained the queue since the last look
+                    try:
+                        self.kernel.run_gen(min(pending, 256), self.nic_ifindex)
+                    except OSError as e:
+                        log.warning("live-frame generation failed: %s", e)
+                seen = hp.gen_popped
+                try:
+                    if self.blocking(self.neighbours.resolve_misses) == 0 and time.monotonic() >= next_refresh:
+                        self.blocking(self.neighbours.refresh)
+                        next_refresh = time.monotonic() + 1.0
+                except Exception as e:  # never let a netlink hiccup stop the clock
+                    log.warning("neighbour refresh failed: %s", e)
+        finally:
+            pub.close()
 
     def stop(self) -> None:
         if self._stopping is not None and self.loop is not None:

@@ -60,7 +60,8 @@ def _cache_key(source: Path, extra_flags: tuple[str, ...]) -> str:
     h.update(_clang()[1].encode())
     h.update(repr((CFLAGS, extra_flags)).encode())
     h.update(source.read_bytes())
-    for header in sorted(source.parent.glob("*.h")):
+    headers = {p.resolve() for p in (*source.parent.glob("*.h"), *SOURCE_DIR.glob("*.h"))}
+    for header in sorted(headers):
         h.update(header.name.encode())
         h.update(header.read_bytes())
     return h.hexdigest()[:20]

@@ -109,6 +109,10 @@ class HostConfig(ctypes.Structure):
     _fields_ = [("ip", u32), ("nic_ifindex", u32), ("mac", u8 * 6), ("mtu", u16), ("flags", u32), ("pad", u32)]
 
 
+class NeighEntry(ctypes.Structure):
+    _fields_ = [("mac", u8 * 6), ("pad", u16)]
+
+
 class AppInfo(ctypes.Structure):
     _fields_ = [("active", u32), ("hook_ifindex", u32), ("app_ifindex", u32), ("uid", u32),
                 ("max_flows", u32), ("max_rpcs", u32), ("flows", u32), ("rpcs", u32)]
@@ -173,6 +177,7 @@ class FlowStats(ctypes.Structure):
 MIRRORS.update({
     "host_config": (HostConfig, "core"),
     "app_info": (AppInfo, "core"),
+    "neigh_entry": (NeighEntry, "core"),
     "app_stats": (AppStats, "core"),
     "port_key": (PortKey, "core"),
     "port_owner": (PortOwner, "core"),

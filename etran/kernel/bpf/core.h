@@ -133,6 +133,22 @@ struct {
 	__type(value, struct gen_desc);
 } gen_queue SEC(".maps");
 
+/* IPv4 address -> next hop's MAC, kept by the daemon from the kernel's neighbour table.
+ * (bpf_fib_lookup would need IP forwarding enabled on the NIC, turning hosts into routers.) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct neigh_entry);
+} neigh SEC(".maps");
+
+/* destinations the egress path found no neighbour for; the daemon resolves them */
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 256);
+	__type(value, __u32);
+} neigh_miss SEC(".maps");
+
 /* gen pops a descriptor here for the transport's builder (per CPU) */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -235,6 +251,11 @@ static __always_inline struct pub_slot *pub_slot_get(__u32 slot, __u32 index)
 static __always_inline int mac_equal(const __u8 *a, const __u8 *b)
 {
 	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])) == 0;
+}
+
+static __always_inline int mac_zero(const __u8 *a)
+{
+	return (a[0] | a[1] | a[2] | a[3] | a[4] | a[5]) == 0;
 }
 
 /* Fold a 32-bit one's-complement sum to 16 bits. */
@@ -343,34 +364,35 @@ static __always_inline int to_app(struct xdp_md *ctx, __u32 slot)
 	return bpf_redirect_map(&tx_ports, slot, XDP_DROP);
 }
 
-/* Send a finished frame (IPv4 header complete except MACs and checksum) to the wire.
- * The neighbour comes from the kernel's FIB; a frame for this host hairpins at the switch. */
+/* Send a finished frame (IPv4 header complete except its checksum) to the wire. The
+ * destination MAC comes from the neighbour map; a frame for this host hairpins at the switch. */
 static __always_inline int xmit(struct xdp_md *ctx, __u32 slot, int generated)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	struct iphdr *ip = data + sizeof(*eth);
 	struct host_config *h = host_get();
-	struct bpf_fib_lookup fib = {};
+	struct neigh_entry *n;
 	struct app_stats *s;
-	long rc;
+	__u32 daddr;
 
 	if (!h || (void *)(ip + 1) > end)
 		return drop(slot, ETRAN_DROP_MALFORMED);
 	ip_set_checksum(ip);
-	if (ip->daddr == h->ip) {
-		__builtin_memcpy(eth->h_dest, h->mac, ETH_ALEN);
+	daddr = ip->daddr;
+	if (daddr == h->ip) {
+		n = (struct neigh_entry *)h->mac;
 	} else {
-		fib.family = AF_INET;
-		fib.ipv4_src = ip->saddr;
-		fib.ipv4_dst = ip->daddr;
-		fib.tot_len = bpf_ntohs(ip->tot_len);
-		fib.ifindex = h->nic_ifindex;
-		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_DIRECT | BPF_FIB_LOOKUP_OUTPUT);
-		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		n = bpf_map_lookup_elem(&neigh, &daddr);
+		if (!n) {
+			bpf_map_push_elem(&neigh_miss, &daddr, BPF_EXIST);
 			return drop(slot, ETRAN_DROP_NO_ROUTE);
-		__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+		}
 	}
+	/* the destination MAC is the kernel's too: zero means "fill it in", anything else must match */
+	if (!mac_zero(eth->h_dest) && !mac_equal(eth->h_dest, n->mac))
+		return drop(slot, ETRAN_DROP_SPOOF_MAC);
+	__builtin_memcpy(eth->h_dest, n->mac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, h->mac, ETH_ALEN);
 	s = stats_get(slot);
 	if (s) {

@@ -89,6 +89,12 @@ struct host_config {
 	__u32 pad;
 };
 
+/* neigh[ipv4 address] */
+struct neigh_entry {
+	__u8 mac[6];
+	__u16 pad;
+};
+
 /* apps[slot] */
 struct app_info {
 	__u32 active;

@@ -1,0 +1,519 @@
+"""Echo worker: `python -m etran.bench.echo {server|client} --mode MODE ...` in a test-bed host.
+
+Modes (the same on both sides):
+  afxdp     raw Ethernet/IPv4/UDP frames on an AF_XDP socket (to_xsk on the host's NIC,
+            filtered to our UDP port so everything else still reaches the kernel).  The
+            client spins on the RX ring; the server spins too, and echoes each frame with
+            MACs, IPs and ports swapped (a copy into a TX frame of the same UMEM).
+  udp       kernel UDP, blocking recv on both sides.
+  tcp       kernel TCP with TCP_NODELAY, blocking recv on both sides.
+  tcp-spin  kernel TCP with TCP_NODELAY, non-blocking sockets spinning on recv on both sides.
+
+The client does `--warmup` unmeasured round trips, then `--count` measured ones (stopping
+early at `--time-limit` seconds, reported as `truncated`).  A round trip is timed with
+time.perf_counter_ns from just before the send call to just after the matching reply is
+received and checked; the payload (`--payload` bytes, an 8-byte sequence number first)
+must come back unchanged.  Preparing the next message happens outside the timed part.
+A reply that does not arrive within `--rtt-timeout` seconds counts as lost (UDP and
+AF_XDP) and is not a sample; for TCP it ends the run with an error.
+
+Lines on stdout follow etran.bench.worker's protocol (READY, PROGRESS, RESULT, ERROR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import socket
+import struct
+import sys
+import time
+import traceback
+from typing import Any
+
+from .frames import ETH_P_IP, IPPROTO_UDP, UDP_PAYLOAD_OFFSET, pattern_payload, udp_frame
+from .worker import ProgressEmitter, Stop, child_setup, emit, emit_result
+
+MODES = ("afxdp", "udp", "tcp", "tcp-spin")
+SEQ = struct.Struct("!Q")
+SO_RCVTIMEO = socket.SO_RCVTIMEO
+
+
+def _timeval(seconds: float) -> bytes:
+    return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+
+
+class Run:
+    """Bookkeeping of a client run: samples, counters, deadline, progress."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.warmup = args.warmup
+        self.count = args.count
+        self.total = args.warmup + args.count
+        self.samples: list[int] = []
+        self.lost = 0
+        self.corrupt = 0
+        self.truncated = False
+        self.interrupted = False
+        self.progress = ProgressEmitter(args.count)
+        self.timeout_ns = int(args.rtt_timeout * 1e9)
+        self.started = time.perf_counter_ns()
+        self.deadline_ns = self.started + int(args.time_limit * 1e9)
+        self.switches = Switches()
+
+    def result(self, **extra: Any) -> dict[str, Any]:
+        return {"samples": self.samples, "measured": len(self.samples), "lost": self.lost, "corrupt": self.corrupt,
+                "truncated": self.truncated, "interrupted": self.interrupted,
+                "elapsed_s": round((time.perf_counter_ns() - self.started) / 1e9, 3), **self.switches.since(),
+                **extra}
+
+
+class Switches:
+    """Context switches of this process since it was made: `involuntary` ones mean the
+    CPU was taken away (another process, a kernel thread), which shows up in the tail."""
+
+    def __init__(self) -> None:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        self.nvcsw, self.nivcsw = r.ru_nvcsw, r.ru_nivcsw
+
+    def since(self) -> dict[str, int]:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return {"voluntary_switches": r.ru_nvcsw - self.nvcsw, "involuntary_switches": r.ru_nivcsw - self.nivcsw}
+
+
+class Counter:
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+def stopped(loop: Any, *args: Any) -> bool:
+    """Run `loop(*args)`; True if SIGTERM/SIGINT (Stop) ended it.
+
+    Every measured or serving loop is its own function called through here, never a
+    loop inside a `try: ... except Stop`: CPython 3.11 raises a signal handler's
+    exception at a loop's backward jump (`continue`) outside the enclosing try's range,
+    so the handler would be skipped; across a call it is always caught."""
+    try:
+        loop(*args)
+    except Stop:
+        return True
+    return False
+
+
+# ---- AF_XDP ------------------------------------------------------------------------------
+
+def _open_xsk(args: argparse.Namespace) -> tuple[Any, Any]:
+    from ..xsk import XskProgram, XskSocket
+
+    prog = XskProgram(args.ifname)  # this process is already in the host's namespace
+    try:
+        prog.set_filter(ethertype=ETH_P_IP, ip_proto=IPPROTO_UDP, dport=args.port)
+        # need_wakeup off: spinning on the RX ring must not make a syscall per empty poll
+        # (in copy mode the kernel keeps asking for a wake-up on the fill ring, which costs
+        # a recvfrom, ~1 us, per poll); TX is kicked with sendto either way (copy mode).
+        xsk = XskSocket(args.ifname, mode=args.xsk_mode, rx_size=1024, tx_size=1024, batch_size=64,
+                        need_wakeup=False)
+        try:
+            prog.add(xsk)
+        except BaseException:
+            xsk.close()
+            raise
+    except BaseException:
+        prog.close()
+        raise
+    return prog, xsk
+
+
+def _xsk_info(prog: Any, xsk: Any) -> dict[str, Any]:
+    info: dict[str, Any] = {"xsk_mode": xsk.mode}
+    try:
+        info["xsk_stats"] = xsk.statistics()._asdict()
+        info["xdp"] = prog.stats()
+    except Exception as e:  # informational only
+        info["xsk_stats_error"] = str(e)
+    return info
+
+
+def afxdp_server(args: argparse.Namespace) -> dict[str, Any]:
+    prog, xsk = _open_xsk(args)
+    done = Counter()
+    try:
+        emit("READY")
+        sw = Switches()
+        stopped(_afxdp_echo_loop, xsk, time.monotonic() + args.time_limit, done)
+        return {"echoed": done.n, **sw.since(), **_xsk_info(prog, xsk)}
+    finally:
+        xsk.close()
+        prog.close()
+
+
+def _afxdp_echo_loop(xsk: Any, deadline: float, done: Counter) -> None:
+    buf = xsk.umem.buf
+    rxb, txb = xsk.rx_batch, xsk.tx_batch
+    raddr, rlen, taddr, tlen = rxb.addr, rxb.len, txb.addr, txb.len
+    recv_batch, release, reserve, submit = xsk.recv_batch, xsk.release, xsk.reserve, xsk.submit
+    spins = 0
+    while True:
+        n = recv_batch()
+        if not n:
+            spins += 1
+            if not spins & 0xFFFF and time.monotonic() > deadline:
+                return
+            continue
+        m = reserve(n)
+        for i in range(m):
+            a = raddr[i]
+            ln = rlen[i]
+            t = taddr[i]
+            f = buf[a:a + ln]
+            # etran.bench.frames.echo_reply, inlined
+            buf[t:t + ln] = f[6:12] + f[0:6] + f[12:26] + f[30:34] + f[26:30] + f[36:38] + f[34:36] + f[38:]
+            tlen[i] = ln
+        submit(m)
+        release()
+        done.n += m
+
+
+def afxdp_client(args: argparse.Namespace) -> dict[str, Any]:
+    prog, xsk = _open_xsk(args)
+    run = Run(args)
+    try:
+        emit("READY")
+        payload = pattern_payload(args.payload)
+        frame = bytearray(udp_frame(args.mac, args.peer_mac, args.ip, args.peer_ip, args.port, args.peer_port,
+                                    bytes(payload)))
+        run.interrupted = stopped(_afxdp_client_loop, xsk, run, frame)
+        return run.result(**_xsk_info(prog, xsk))
+    finally:
+        xsk.close()
+        prog.close()
+
+
+def _afxdp_client_loop(xsk: Any, run: Run, frame: bytearray) -> None:
+    flen = len(frame)
+    off = UDP_PAYLOAD_OFFSET
+    buf = xsk.umem.buf
+    rxb, txb = xsk.rx_batch, xsk.tx_batch
+    raddr, rlen, taddr, tlen = rxb.addr, rxb.len, txb.addr, txb.len
+    recv_batch, release, reserve, submit, complete = xsk.recv_batch, xsk.release, xsk.reserve, xsk.submit, xsk.complete
+    pack_into, unpack_from = SEQ.pack_into, SEQ.unpack_from
+    pc = time.perf_counter_ns
+    append = run.samples.append
+    tick = run.progress.tick
+    timeout_ns, deadline_ns, warmup = run.timeout_ns, run.deadline_ns, run.warmup
+    for i in range(run.total):
+        pack_into(frame, off, i)
+        expect = bytes(frame[off:])
+        if not reserve(1):
+            complete()
+            if not reserve(1):
+                raise RuntimeError("no free UMEM frame or TX slot for the next request")
+        a = taddr[0]
+        buf[a:a + flen] = frame
+        tlen[0] = flen
+        ok = False
+        t0 = pc()
+        submit(1)
+        while True:
+            n = recv_batch()
+            if n:
+                for j in range(n):
+                    a = raddr[j]
+                    if rlen[j] == flen and buf[a + off:a + flen] == expect:
+                        ok = True
+                    elif rlen[j] >= off + 8 and unpack_from(buf, a + off)[0] == i:
+                        run.corrupt += 1
+                        ok = True
+                release()
+                if ok:
+                    break
+            elif pc() - t0 > timeout_ns:
+                break
+        t1 = pc()
+        if not ok:
+            run.lost += 1
+        elif i >= warmup:
+            append(t1 - t0)
+            tick(i - warmup + 1)
+        if t1 > deadline_ns:
+            run.truncated = i + 1 < run.total
+            return
+
+
+# ---- kernel UDP --------------------------------------------------------------------------
+
+def udp_server(args: argparse.Namespace) -> dict[str, Any]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    done = Counter()
+    try:
+        s.bind((args.ip, args.port))
+        s.setsockopt(socket.SOL_SOCKET, SO_RCVTIMEO, _timeval(1.0))  # wake up to check the deadline
+        emit("READY")
+        sw = Switches()
+        stopped(_udp_echo_loop, s, time.monotonic() + args.time_limit, done)
+        return {"echoed": done.n, **sw.since()}
+    finally:
+        s.close()
+
+
+def _udp_echo_loop(s: socket.socket, deadline: float, done: Counter) -> None:
+    buf = bytearray(65536)
+    view = memoryview(buf)
+    recvfrom_into, sendto = s.recvfrom_into, s.sendto
+    while True:
+        try:
+            n, addr = recvfrom_into(buf)
+        except BlockingIOError:  # SO_RCVTIMEO
+            if time.monotonic() > deadline:
+                return
+            continue
+        sendto(view[:n], addr)
+        done.n += 1
+
+
+def udp_client(args: argparse.Namespace) -> dict[str, Any]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    run = Run(args)
+    try:
+        s.bind((args.ip, args.port))
+        s.connect((args.peer_ip, args.peer_port))
+        s.setsockopt(socket.SOL_SOCKET, SO_RCVTIMEO, _timeval(args.rtt_timeout))
+        emit("READY")
+        run.interrupted = stopped(_udp_client_loop, s, run, pattern_payload(args.payload))
+        return run.result()
+    finally:
+        s.close()
+
+
+def _udp_client_loop(s: socket.socket, run: Run, payload: bytearray) -> None:
+    plen = len(payload)
+    rbuf = bytearray(65536)
+    rview = memoryview(rbuf)
+    send, recv_into = s.send, s.recv_into
+    pack_into, unpack_from = SEQ.pack_into, SEQ.unpack_from
+    pc = time.perf_counter_ns
+    append = run.samples.append
+    tick = run.progress.tick
+    deadline_ns, warmup = run.deadline_ns, run.warmup
+    for i in range(run.total):
+        pack_into(payload, 0, i)
+        ok = False
+        t0 = pc()
+        send(payload)
+        while True:
+            try:
+                n = recv_into(rbuf)
+            except BlockingIOError:  # SO_RCVTIMEO: lost
+                break
+            if n == plen and rview[:n] == payload:
+                ok = True
+                break
+            if n >= 8 and unpack_from(rbuf)[0] == i:
+                run.corrupt += 1
+                ok = True
+                break
+            # a late reply to an earlier (lost) request: keep waiting for ours
+        t1 = pc()
+        if not ok:
+            run.lost += 1
+        elif i >= warmup:
+            append(t1 - t0)
+            tick(i - warmup + 1)
+        if t1 > deadline_ns:
+            run.truncated = i + 1 < run.total
+            return
+
+
+# ---- kernel TCP --------------------------------------------------------------------------
+
+def tcp_server(args: argparse.Namespace) -> dict[str, Any]:
+    spin = args.mode == "tcp-spin"
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    done = Counter()
+    try:
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((args.ip, args.port))
+        ls.listen(1)
+        ls.settimeout(args.time_limit)
+        emit("READY")
+        sw = Switches()
+        stopped(_tcp_serve, ls, spin, time.monotonic() + args.time_limit, done)
+        return {"echoed_bytes": done.n, **sw.since()}
+    finally:
+        ls.close()
+
+
+def _tcp_serve(ls: socket.socket, spin: bool, deadline: float, done: Counter) -> None:
+    try:
+        c, _ = ls.accept()
+    except TimeoutError:
+        return
+    try:
+        c.settimeout(None)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if spin:
+            c.setblocking(False)
+            _tcp_echo_spin(c, deadline, done)
+        else:
+            c.setsockopt(socket.SOL_SOCKET, SO_RCVTIMEO, _timeval(1.0))  # wake up to check the deadline
+            _tcp_echo_blocking(c, deadline, done)
+    finally:
+        c.close()
+
+
+def _tcp_echo_blocking(c: socket.socket, deadline: float, done: Counter) -> None:
+    buf = bytearray(65536)
+    view = memoryview(buf)
+    recv_into, sendall = c.recv_into, c.sendall
+    while True:
+        try:
+            n = recv_into(buf)
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return
+            continue
+        if not n:
+            return  # the client closed: done
+        sendall(view[:n])
+        done.n += n
+
+
+def _tcp_echo_spin(c: socket.socket, deadline: float, done: Counter) -> None:
+    buf = bytearray(65536)
+    view = memoryview(buf)
+    recv_into, send = c.recv_into, c.send
+    spins = 0
+    while True:
+        try:
+            n = recv_into(buf)
+        except BlockingIOError:
+            spins += 1
+            if not spins & 0xFFFF and time.monotonic() > deadline:
+                return
+            continue
+        if not n:
+            return
+        data = view[:n]
+        while data:
+            try:
+                data = data[send(data):]
+            except BlockingIOError:
+                pass
+        done.n += n
+
+
+def tcp_client(args: argparse.Namespace) -> dict[str, Any]:
+    spin = args.mode == "tcp-spin"
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    run = Run(args)
+    try:
+        s.bind((args.ip, 0))
+        s.settimeout(10)
+        s.connect((args.peer_ip, args.peer_port))
+        s.settimeout(None)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if spin:
+            s.setblocking(False)
+        else:
+            s.setsockopt(socket.SOL_SOCKET, SO_RCVTIMEO, _timeval(args.rtt_timeout))
+        emit("READY")
+        run.interrupted = stopped(_tcp_client_loop, s, run, pattern_payload(args.payload), spin, args.rtt_timeout)
+        return run.result()
+    finally:
+        s.close()
+
+
+def _tcp_client_loop(s: socket.socket, run: Run, payload: bytearray, spin: bool, rtt_timeout: float) -> None:
+    plen = len(payload)
+    rbuf = bytearray(plen)
+    rview = memoryview(rbuf)
+    send, recv_into = s.send, s.recv_into
+    pack_into = SEQ.pack_into
+    pc = time.perf_counter_ns
+    append = run.samples.append
+    tick = run.progress.tick
+    timeout_ns, deadline_ns, warmup = run.timeout_ns, run.deadline_ns, run.warmup
+    for i in range(run.total):
+        pack_into(payload, 0, i)
+        t0 = pc()
+        if send(payload) != plen:
+            raise RuntimeError("a short message was split by send()")  # never with an empty socket buffer
+        got = 0
+        while got < plen:
+            try:
+                n = recv_into(rview[got:], plen - got)
+            except BlockingIOError:  # spinning: no data yet; blocking: SO_RCVTIMEO expired
+                if not spin or pc() - t0 > timeout_ns:
+                    raise TimeoutError(f"no reply to round trip {i} within {rtt_timeout} s") from None
+                continue
+            if not n:
+                raise ConnectionError("the server closed the connection")
+            got += n
+        t1 = pc()
+        if rbuf != payload:
+            run.corrupt += 1
+        if i >= warmup:
+            append(t1 - t0)
+            tick(i - warmup + 1)
+        if t1 > deadline_ns:
+            run.truncated = i + 1 < run.total
+            return
+
+
+ROLES = {
+    ("server", "afxdp"): afxdp_server, ("client", "afxdp"): afxdp_client,
+    ("server", "udp"): udp_server, ("client", "udp"): udp_client,
+    ("server", "tcp"): tcp_server, ("client", "tcp"): tcp_client,
+    ("server", "tcp-spin"): tcp_server, ("client", "tcp-spin"): tcp_client,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m etran.bench.echo", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("role", choices=("server", "client"))
+    ap.add_argument("--mode", choices=MODES, required=True)
+    ap.add_argument("--ifname", default="eth0", help="the NIC (AF_XDP mode)")
+    ap.add_argument("--ip", required=True, help="this host's address")
+    ap.add_argument("--mac", help="this host's MAC (AF_XDP client)")
+    ap.add_argument("--port", type=int, required=True, help="this side's UDP/TCP port")
+    ap.add_argument("--peer-ip", help="the server's address (client)")
+    ap.add_argument("--peer-mac", help="the server's MAC (AF_XDP client)")
+    ap.add_argument("--peer-port", type=int, help="the server's port (client)")
+    ap.add_argument("--count", type=int, default=20_000, help="measured round trips")
+    ap.add_argument("--warmup", type=int, default=1_000, help="unmeasured round trips first")
+    ap.add_argument("--payload", type=int, default=64, help="payload bytes (at least 8)")
+    ap.add_argument("--time-limit", type=float, default=60.0, help="seconds before the run stops")
+    ap.add_argument("--rtt-timeout", type=float, default=0.2, help="seconds before a reply counts as lost")
+    ap.add_argument("--xsk-mode", choices=("auto", "copy", "zerocopy"), default="auto")
+    ap.add_argument("--cpu", type=int, help="pin this process to CPU N")
+    args = ap.parse_args(argv)
+    if args.role == "client" and (args.peer_ip is None or args.peer_port is None):
+        ap.error("the client needs --peer-ip and --peer-port")
+    if args.role == "client" and args.mode == "afxdp" and (args.mac is None or args.peer_mac is None):
+        ap.error("the AF_XDP client needs --mac and --peer-mac")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cpu = child_setup(args.cpu)
+    try:
+        result = ROLES[(args.role, args.mode)](args)
+    except Stop:
+        emit("ERROR", "stopped before it was ready")
+        return 1
+    except Exception as e:
+        traceback.print_exc()
+        emit("ERROR", f"{type(e).__name__}: {e}")
+        return 1
+    result["cpu"] = cpu
+    result["mode"] = args.mode
+    emit_result(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Printing results: a rich table per invocation, and progress bars for long runs."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from .results import RATIO_STATS, Invocation, Series
+
+LATENCY_STATS = ("p50", "p99", "p999")
+
+
+def console(stderr: bool = False) -> Any:
+    """A rich console; when the output is not a terminal, wide enough that tables never fold."""
+    from rich.console import Console
+
+    c = Console(stderr=stderr)
+    return c if c.is_terminal else Console(stderr=stderr, width=160)
+
+
+def fmt_us(ns: float | None) -> str:
+    """Nanoseconds as microseconds with 3 significant digits or one decimal, whichever is longer."""
+    if ns is None:
+        return "-"
+    us = ns / 1000
+    if us >= 1000:
+        return f"{us:,.0f}"
+    if us >= 100:
+        return f"{us:.0f}"
+    return f"{us:.1f}"
+
+
+def fmt_ratio(r: float | None) -> str:
+    if r is None:
+        return "-"
+    return f"{r:.2f}x" if r < 10 else f"{r:.1f}x"
+
+
+def table(inv: Invocation, stats: Sequence[str] = LATENCY_STATS, title: str | None = None,
+          extra_columns: Sequence[tuple[str, str]] = (("lost", "lost"),)) -> Any:
+    """The invocation as a rich Table: one row per series, latency columns in microseconds,
+    then ratios to the baseline series (same invocation only), then `extra_columns`
+    ((info key, header) pairs, '-' when absent)."""
+    from rich import box
+    from rich.table import Table
+
+    ratios = inv.ratios(stats=RATIO_STATS)
+    base = None
+    if inv.baseline is not None and ratios:
+        with contextlib.suppress(KeyError):
+            base = inv.get(inv.baseline)
+    caption = [f"invocation {inv.id[:8]}  {inv.started}"]
+    m = inv.machine
+    if m:
+        caption.append(f"kernel {m.get('kernel')}, {m.get('cpus')} CPUs, Python {m.get('python')}"
+                       + (f", load {m['loadavg'][0]:.2f}" if m.get("loadavg") else ""))
+    if base is not None:
+        caption.append(f"ratios: series / {base.label} (same invocation)")
+    t = Table(box=box.SIMPLE_HEAD, title=title or f"etran bench {inv.benchmark}", caption="\n".join(caption))
+    t.add_column("series", no_wrap=True)
+    t.add_column("n", justify="right")
+    for st in stats:
+        t.add_column(f"{st} us", justify="right")
+    if base is not None:
+        for st in RATIO_STATS:
+            t.add_column(f"{st} ratio", justify="right")
+    for key, header in extra_columns:
+        t.add_column(header, justify="right")
+    for s in inv.series:
+        row = [s.label, str(s.summary.count) if s.summary else "-"]
+        row += [fmt_us(s.summary.get(st)) if s.summary else "-" for st in stats]
+        if base is not None:
+            r = ratios.get(s.name, {})
+            row += [("[bold]1.00x[/bold]" if s is base else fmt_ratio(r.get(st))) for st in RATIO_STATS]
+        row += [_fmt_info(s, key) for key, _ in extra_columns]
+        if s.error:
+            row[0] = f"{s.label} [red]({s.error})[/red]"
+        t.add_row(*row)
+    return t
+
+
+def _fmt_info(s: Series, key: str) -> str:
+    v = s.info.get(key)
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return str(v)
+
+
+def print_invocation(inv: Invocation, con: Any = None, **kwargs: Any) -> None:
+    (con or console()).print(table(inv, **kwargs))
+
+
+class Progress:
+    """Progress bars for long runs (rich), or nothing when disabled / not on a terminal.
+
+    with Progress(enabled) as p:
+        task = p.add("AF_XDP busy-poll", total=20000)
+        p.update(task, completed=500)
+    """
+
+    def __init__(self, enabled: bool = True, con: Any = None) -> None:
+        self._con = con
+        self.enabled = enabled
+        self._p: Any = None
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            con = self._con or console(stderr=True)
+            if con.is_terminal:
+                self._p = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                       TimeElapsedColumn(), console=con, transient=False)
+                self._p.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._p is not None:
+            self._p.__exit__(*exc)
+            self._p = None
+
+    def add(self, description: str, total: int | None = None) -> int | None:
+        if self._p is None:
+            return None
+        return self._p.add_task(description, total=total)
+
+    def update(self, task: int | None, **kwargs: Any) -> None:
+        if self._p is not None and task is not None:
+            self._p.update(task, **kwargs)
+
+    def log(self, message: str) -> None:
+        if self._p is not None:
+            self._p.console.print(message)
+
+
+@contextlib.contextmanager
+def no_progress() -> Iterator[Progress]:
+    with Progress(enabled=False) as p:
+        yield p

@@ -1,0 +1,228 @@
+"""Benchmark worker processes: `python -m etran.bench.<module>` inside a test-bed host.
+
+Both sides of the protocol live here.
+
+Child (the worker program), writing one line per event to stdout:
+    READY                       set up, the peer may start
+    PROGRESS <done> <total>     every few percent of the work
+    RESULT <json>               the outcome, once, at the end
+    ERROR <message>             it failed (then exit status 1)
+`child_setup()` pins the child to a CPU, makes SIGTERM and a dying parent end it
+cleanly (the `finally` blocks that close sockets and detach XDP programs still run).
+
+Parent: `Worker(host, module, args, cpu=...)` starts the child in the host's network
+namespace (only the network namespace: BPF pins stay visible), reads its lines on a
+thread, and `wait_ready()`, `result()` or `stop()` it, each bounded in time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .results import BenchError
+
+PR_SET_PDEATHSIG = 1
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+# ---- child side -------------------------------------------------------------------------
+
+class Stop(BaseException):
+    """Raised in a worker by SIGTERM/SIGINT: unwind, clean up, report."""
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def child_setup(cpu: int | None) -> int | None:
+    """Pin to `cpu` (None: leave it), die with the parent, turn SIGTERM/SIGINT into Stop.
+    Returns the CPU actually pinned to, or None."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    if cpu is not None:
+        try:
+            os.sched_setaffinity(0, {cpu})
+        except OSError:
+            return None
+        return cpu
+    return None
+
+
+def emit(kind: str, payload: str = "") -> None:
+    sys.stdout.write(f"{kind} {payload}\n" if payload else f"{kind}\n")
+    sys.stdout.flush()
+
+
+def emit_result(result: dict[str, Any]) -> None:
+    emit("RESULT", json.dumps(result, separators=(",", ":")))
+
+
+class ProgressEmitter:
+    """Call `tick(done)` from a loop; it emits PROGRESS about every 2 % (cheap in between:
+    one comparison)."""
+
+    __slots__ = ("total", "step", "next")
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.step = max(total // 50, 100)
+        self.next = self.step
+
+    def tick(self, done: int) -> None:
+        if done >= self.next:
+            self.next = done + self.step
+            emit("PROGRESS", f"{done} {self.total}")
+
+
+# ---- parent side ------------------------------------------------------------------------
+
+class Worker:
+    """A worker program running in `host` (an etran.testbed.Host, or None: here)."""
+
+    def __init__(self, host: Any, module: str, args: Sequence[str], cpu: int | None = None,
+                 on_progress: Callable[[int, int], None] | None = None, name: str | None = None) -> None:
+        self.name = name or module.rsplit(".", 1)[-1]
+        self.on_progress = on_progress
+        self.lines: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self.ready = False
+        self._result: dict[str, Any] | None = None
+        self._error: str | None = None
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        argv = [sys.executable, "-m", module, *args] + (["--cpu", str(cpu)] if cpu is not None else [])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["PYTHONUNBUFFERED"] = "1"
+        popen = host.popen if host is not None else (lambda a, **kw: subprocess.Popen(a, **kw))
+        self.proc: subprocess.Popen = popen(argv, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL,
+                                            text=True, bufsize=1, env=env)
+        self._reader = threading.Thread(target=self._read, name=f"bench-{self.name}", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        try:
+            for line in self.proc.stdout:
+                kind, _, payload = line.rstrip("\n").partition(" ")
+                self.lines.put((kind, payload))
+        except (OSError, ValueError):
+            pass
+        finally:
+            self.lines.put(None)
+
+    def _pump(self, timeout: float) -> bool:
+        """Handle lines for up to `timeout` s; False when the output has ended."""
+        try:
+            item = self.lines.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return True
+        if item is None:
+            self.lines.put(None)  # keep the end marker for later calls
+            return False
+        kind, payload = item
+        if kind == "READY":
+            self.ready = True
+        elif kind == "PROGRESS":
+            if self.on_progress is not None:
+                with contextlib.suppress(ValueError):
+                    done, total = (int(x) for x in payload.split()[:2])
+                    self.on_progress(done, total)
+        elif kind == "RESULT":
+            try:
+                self._result = json.loads(payload)
+            except ValueError as e:
+                self._error = f"unreadable result ({e})"
+        elif kind == "ERROR":
+            self._error = payload
+        return True
+
+    def stderr_tail(self, lines: int = 15) -> str:
+        with contextlib.suppress(OSError, ValueError):
+            self._stderr.seek(0)
+            return "\n".join(self._stderr.read().strip().splitlines()[-lines:])
+        return ""
+
+    def _failure(self, what: str) -> BenchError:
+        tail = self.stderr_tail()
+        msg = f"{self.name}: {what}"
+        if self._error:
+            msg += f": {self._error}"
+        if tail:
+            msg += "\n" + tail
+        return BenchError(msg)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.ready:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._failure(f"not ready within {timeout:.0f} s")
+            if not self._pump(min(left, 0.2)):
+                self.proc.wait(timeout=5)
+                raise self._failure(f"exited (status {self.proc.returncode}) before it was ready")
+
+    def result(self, timeout: float) -> dict[str, Any]:
+        """Wait (at most `timeout` s) for the RESULT line and the exit; raise BenchError on failure."""
+        deadline = time.monotonic() + timeout
+        while self._result is None and self._error is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.stop()
+                raise self._failure(f"no result within {timeout:.0f} s (stopped)")
+            if not self._pump(min(left, 0.2)):
+                break
+        try:
+            self.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.stop()
+        if self._result is None:
+            raise self._failure(f"ended (status {self.proc.returncode}) without a result")
+        return self._result
+
+    def stop(self, timeout: float = 5.0) -> dict[str, Any] | None:
+        """SIGTERM (the worker cleans up and may still report), then SIGKILL; returns its result if any."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                self._pump(0.05)
+            if self.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=5)
+        end = time.monotonic() + 1.0
+        while self._result is None and time.monotonic() < end and self._pump(0.05):
+            pass
+        return self._result
+
+    def close(self) -> None:
+        self.stop()
+        self._reader.join(timeout=2)  # the child is gone: its stdout reaches EOF
+        with contextlib.suppress(Exception):
+            if self.proc.stdout is not None and not self._reader.is_alive():
+                self.proc.stdout.close()
+        with contextlib.suppress(Exception):
+            self._stderr.close()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

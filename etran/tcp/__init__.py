@@ -1,0 +1,19 @@
+"""TCP for etran: wire format, congestion control, and the sans-I/O control path.
+
+  etran.tcp.wire        IPv4/TCP headers, options (MSS, WS, SACK, TS), checksum, ECN codepoints
+  etran.tcp.seq         unwrapped sequence numbers, RangeSet
+  etran.tcp.rtt         RFC 6298 RTO estimator
+  etran.tcp.sack        RFC 6675 scoreboard (sender) and reassembly + SACK blocks (receiver)
+  etran.tcp.cc          pluggable congestion control: reno, cubic, dctcp (registry by name)
+  etran.tcp.connection  TcpConnection: handshake, teardown, timers, recovery; packets and time in,
+                        packets and events out
+"""
+
+from .connection import (Closed, Connected, ConnectionFailed, DataAcked, DataReceived, Outgoing, PeerClosed,
+                         Reset, StateChanged, TcpConfig, TcpConnection, TcpError, TcpEvent, TcpState, reset_for)
+
+__all__ = [
+    "TcpConnection", "TcpConfig", "TcpState", "TcpError", "Outgoing", "reset_for",
+    "TcpEvent", "StateChanged", "Connected", "DataReceived", "DataAcked", "PeerClosed", "Closed", "Reset",
+    "ConnectionFailed",
+]

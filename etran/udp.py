@@ -1,0 +1,168 @@
+"""UDP datagrams over etran: the smallest transport, socket-like.
+
+    sock = etran.udp.UdpSocket()          # registers with the host's daemon on first use
+    sock.bind(5000)                       # the daemon gives the port to this application
+    sock.sendto(b"hello", ("198.18.0.2", 5000))
+    data, addr = sock.recvfrom(timeout=1.0)
+
+The library writes the headers it knows (the host's own MAC and address); the egress hook
+checks them, checks that this application bound the source port, and writes the UDP
+checksum. Datagrams to ports nobody bound through etran reach the kernel as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+from collections import deque
+
+from .errors import EtranError
+from .lib.engine import Engine, default_engine
+
+HEADERS = 42  # Ethernet 14 + IPv4 20 + UDP 8
+MAX_PAYLOAD = 1500 - 28
+# dst MAC (zero: the kernel fills it), src MAC, ethertype, IPv4 header, UDP header
+_HDR = struct.Struct("!6s6sHBBHHHBBH4s4sHHHH")
+_IPV4 = 0x0800
+_DF = 0x4000
+
+
+class _Demux:
+    """The engine's handler for IP protocol 17: a frame goes to the socket bound to its port."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sockets: dict[int, UdpSocket] = {}
+        engine.register(socket.IPPROTO_UDP, self.on_frame)
+
+    def on_frame(self, addr: int, length: int) -> None:
+        buf = self.engine.buf
+        dport = (buf[addr + 36] << 8) | buf[addr + 37]
+        sock = self.sockets.get(dport)
+        if sock is None:
+            return
+        udp_len = (buf[addr + 38] << 8) | buf[addr + 39]
+        end = addr + 34 + udp_len
+        if udp_len < 8 or end > addr + length:
+            return
+        src = socket.inet_ntoa(buf[addr + 26:addr + 30])
+        sport = (buf[addr + 34] << 8) | buf[addr + 35]
+        sock._inbox.append((buf[addr + HEADERS:end], (src, sport)))
+
+
+def _demux(engine: Engine) -> _Demux:
+    d = engine.transport_state.get("udp")
+    if d is None:
+        d = engine.transport_state["udp"] = _Demux(engine)
+    return d
+
+
+class UdpSocket:
+    """A UDP socket carried by etran. Blocking by default; settimeout/setblocking as in `socket`."""
+
+    def __init__(self, engine: Engine | None = None) -> None:
+        self.engine = engine or default_engine()
+        self._demux = _demux(self.engine)
+        self._inbox: deque[tuple[bytes, tuple[str, int]]] = deque()
+        self.port = 0
+        self.timeout: float | None = None
+        self._closed = False
+        s = self.engine.session
+        self._mac = s.host_mac_bytes
+        self._ip = s.host_ip_bytes
+
+    # ---- socket-like API -------------------------------------------------------------
+    def bind(self, address: int | tuple[str, int] = 0) -> None:
+        port = address[1] if isinstance(address, tuple) else int(address)
+        if self.port:
+            raise EtranError(f"this socket is already bound to port {self.port}")
+        self.port = self.engine.session.request("udp.bind", port=port)["port"]
+        self._demux.sockets[self.port] = self
+
+    def getsockname(self) -> tuple[str, int]:
+        return (self.engine.session.host_ip, self.port)
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.timeout = timeout
+
+    def setblocking(self, flag: bool) -> None:
+        self.timeout = None if flag else 0.0
+
+    def fileno(self) -> int:
+        return self.engine.xsk.fileno()
+
+    def sendto(self, data: bytes | bytearray | memoryview, address: tuple[str, int]) -> int:
+        if self._closed:
+            raise EtranError("the socket is closed")
+        if not self.port:
+            self.bind(0)
+        n = len(data)
+        if n > MAX_PAYLOAD:
+            raise EtranError(f"a datagram of {n} bytes does not fit one {MAX_PAYLOAD}-byte etran UDP frame")
+        host, port = address
+        try:
+            dst = socket.inet_aton(host)
+        except OSError:
+            raise EtranError(f"{host!r} is not an IPv4 address") from None
+        eng = self.engine
+        a = eng.tx_frame_wait(self.timeout)
+        _HDR.pack_into(eng.buf, a, b"\0" * 6, self._mac, _IPV4, 0x45, 0, 28 + n, 0, _DF, 64, socket.IPPROTO_UDP, 0,
+                       self._ip, dst, self.port, port, 8 + n, 0)
+        eng.buf[a + HEADERS:a + HEADERS + n] = data
+        eng.commit(HEADERS + n)
+        eng.flush()
+        return n
+
+    def recvfrom(self, bufsize: int = 65536, timeout: float | None = ...) -> tuple[bytes, tuple[str, int]]:  # type: ignore[assignment]
+        """The next datagram; raises TimeoutError (or BlockingIOError when non-blocking)."""
+        if timeout is ...:
+            timeout = self.timeout
+        inbox = self._inbox
+        if inbox:
+            data, addr = inbox.popleft()
+            return data[:bufsize], addr
+        eng = self.engine
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not inbox:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                if timeout == 0:
+                    raise BlockingIOError("no datagram is waiting")
+                raise TimeoutError(f"no datagram within {timeout} s")
+            eng.poll(left)
+        data, addr = inbox.popleft()
+        return data[:bufsize], addr
+
+    def recv(self, bufsize: int = 65536) -> bytes:
+        return self.recvfrom(bufsize)[0]
+
+    async def recvfrom_async(self, timeout: float | None = None) -> tuple[bytes, tuple[str, int]]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._inbox:
+            self.engine.poll(0)
+            if self._inbox:
+                break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise asyncio.TimeoutError(f"no datagram within {timeout} s")
+            await self.engine.wait_async(left)
+        return self._inbox.popleft()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.port:
+            self._demux.sockets.pop(self.port, None)
+            try:
+                self.engine.session.request("udp.unbind", port=self.port)
+            except EtranError:
+                pass
+
+    def __enter__(self) -> UdpSocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
