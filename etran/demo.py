@@ -60,6 +60,9 @@ BURST_PORT = 9100
 BURST_FRAMES = 2_000
 BURST_WINDOW = 512
 BURST_TIME_LIMIT_S = 20.0
+ECHO_COUNT = 2_000
+QUICK_COUNT = 300
+QUICK_FRAMES = 500
 
 
 def burst_frames(h1: Any, h2: Any, count: int) -> list[bytes]:
@@ -82,7 +85,7 @@ def step_afxdp_burst(ctx: DemoContext) -> StepResult:
     from .xsk import XskProgram, XskSocket
 
     h1, h2 = ctx.bed.hosts[:2]
-    total = BURST_FRAMES if not ctx.args.frames else ctx.args.frames
+    total = ctx.args.frames
     frames = burst_frames(h1, h2, total)
     nbytes = sum(len(f) for f in frames)
     task = ctx.progress.add("AF_XDP burst h1 -> h2", total=total)
@@ -142,7 +145,7 @@ def step_afxdp_echo(ctx: DemoContext) -> StepResult:
     """The round-trip floor (etran bench afxdp, quick counts) on the demo's bed."""
     from .bench.afxdp import BASELINE, SERIES, run_echo
     from .bench.bed import parse_cpus
-    from .bench.report import fmt_ratio, fmt_us, table
+    from .bench.report import COMPACT_BELOW, fmt_ratio, fmt_us, table
 
     inv = ctx.invocation
     inv.baseline = BASELINE
@@ -154,12 +157,13 @@ def step_afxdp_echo(ctx: DemoContext) -> StepResult:
     ratios = inv.ratios()
     for s in series:
         if s.ok:
-            parts.append(f"{s.name} p50 {fmt_us(s.summary.p50)} us ({fmt_ratio(ratios.get(s.name, {}).get('p50'))})")
+            parts.append(f"{s.name} {fmt_us(s.summary.p50)} us (x{fmt_ratio(ratios.get(s.name, {}).get('p50'))})")
         else:
             parts.append(f"{s.name}: {s.error}")
-    return StepResult(ok, "; ".join(parts), {"series": [s.name for s in series], "count": count},
+    return StepResult(ok, "p50: " + ", ".join(parts), {"series": [s.name for s in series], "count": count},
                       [table(inv, title=f"round trips, {count} each (64-byte echoes, h1 <-> h2)",
-                             extra_columns=(("lost", "lost"), ("preempted", "preempted")))])
+                             extra_columns=(("lost", "lost"), ("preempted", "preempted")),
+                             compact=ctx.console.width < COMPACT_BELOW)])
 
 
 STEPS: list[Step] = [
@@ -179,13 +183,20 @@ def run_demo(args: argparse.Namespace) -> int:
     from .bench.report import Progress, console
     from .bench.results import Invocation, machine_info
 
+    if args.count is None:
+        args.count = QUICK_COUNT if args.quick else ECHO_COUNT
+    if args.frames is None:
+        args.frames = QUICK_FRAMES if args.quick else BURST_FRAMES
+    if args.count <= 0 or args.frames <= 0:
+        raise EtranError("--count and --frames must be positive")
     steps = [s for s in STEPS if not args.step or s.name in args.step]
     unknown = set(args.step or ()) - {s.name for s in STEPS}
     if unknown:
         raise EtranError(f"unknown demo step(s) {', '.join(sorted(unknown))}; steps: {', '.join(s.name for s in STEPS)}")
     con = console()
     inv = Invocation(benchmark="demo", machine=machine_info(),
-                     params={"steps": [s.name for s in steps], "count": args.count})
+                     params={"steps": [s.name for s in steps], "count": args.count, "frames": args.frames,
+                             "quick": args.quick})
     results: list[tuple[Step, StepResult, float]] = []
     started = time.monotonic()
     status = "failed"
@@ -232,7 +243,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def _run_step(step: Step, ctx: DemoContext) -> StepResult:
     try:
         return step.run(ctx)
-    except (EtranError, OSError, RuntimeError, ValueError) as e:
+    except Exception as e:  # report it, run the other steps; the bed still goes away
         if ctx.args.verbose:
             traceback.print_exc()
         return StepResult(False, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
@@ -242,8 +253,11 @@ def _run_step(step: Step, ctx: DemoContext) -> StepResult:
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("demo", help="bring up a test bed, run traffic, print results, tear it down",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--count", type=int, default=2_000, help="round trips per echo series (default 2000)")
-    p.add_argument("--frames", type=int, default=0, help=f"frames in the AF_XDP burst (default {BURST_FRAMES})")
+    p.add_argument("--count", type=int, default=None,
+                   help=f"round trips per echo series (default {ECHO_COUNT}, --quick {QUICK_COUNT})")
+    p.add_argument("--frames", type=int, default=None,
+                   help=f"frames in the AF_XDP burst (default {BURST_FRAMES}, --quick {QUICK_FRAMES})")
+    p.add_argument("--quick", action="store_true", help="smaller counts (a few seconds in all)")
     p.add_argument("--step", action="append", metavar="NAME",
                    help="only this step (repeatable): " + ", ".join(s.name for s in STEPS))
     p.add_argument("--name", metavar="BED", help="test bed name (default: demo-<random>)")

@@ -8,12 +8,15 @@ the same condition is a failure, so CI never passes by skipping.
 from __future__ import annotations
 
 import os
+import sys
 import shutil
 import uuid
 
 import pytest
 
 from etran import sysinfo
+
+sys.path.insert(0, os.path.dirname(__file__))  # test helpers (etran_apps) import as modules
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -72,3 +75,40 @@ def testbed(unique_name: str):
             failures.append(e)
     if failures:
         raise failures[0]
+
+
+@pytest.fixture(scope="session")
+def app_pythonpath():
+    """A world-readable copy of the etran package for applications run as user nobody.
+
+    Its own directory, not pytest's basetemp: a concurrent pytest run prunes old basetemps."""
+    import tempfile
+    from pathlib import Path
+
+    from etran_apps import world_readable_package
+
+    path = Path(tempfile.mkdtemp(prefix="etran-apps-"))
+    try:
+        yield world_readable_package(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def etran_bed(testbed):
+    """Factory: a test bed with an etran daemon on every host (all stopped at teardown)."""
+    from etran.daemon import testbed_hook
+
+    def make(hosts: int = 2, **settings):
+        return testbed(hosts=hosts, hooks=[testbed_hook()], **settings)
+
+    return make
+
+
+@pytest.fixture
+def apps():
+    """Collects spawned applications and kills the ones still running at teardown."""
+    spawned = []
+    yield spawned
+    for app in spawned:
+        app.kill()

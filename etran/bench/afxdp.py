@@ -95,6 +95,14 @@ def run_echo_series(bed: Any, spec: EchoSeries, inv: Invocation, *, count: int, 
     except BenchError as e:
         return inv.new_series(spec.name, spec.label, params=params, error=str(e).splitlines()[0],
                               info={"error_detail": str(e)})
+    except KeyboardInterrupt:
+        # keep what the client measured before the interrupt (it reports when stopped)
+        partial = client.stop() if client is not None else None
+        if partial and partial.get("samples"):
+            inv.new_series(spec.name, spec.label, samples=partial["samples"], params=params, error="interrupted",
+                           info={k: partial.get(k) for k in ("measured", "lost", "elapsed_s")},
+                           keep_samples=keep_samples)
+        raise
     finally:
         for w in (client, server):
             if w is not None:

@@ -23,7 +23,6 @@ Lines on stdout follow etran.bench.worker's protocol (READY, PROGRESS, RESULT, E
 from __future__ import annotations
 
 import argparse
-import resource
 import socket
 import struct
 import sys
@@ -32,7 +31,7 @@ import traceback
 from typing import Any
 
 from .frames import ETH_P_IP, IPPROTO_UDP, UDP_PAYLOAD_OFFSET, pattern_payload, udp_frame
-from .worker import ProgressEmitter, Stop, child_setup, emit, emit_result
+from .worker import ClientRun, Counter, Stop, Switches, child_setup, emit, emit_result, stopped
 
 MODES = ("afxdp", "udp", "tcp", "tcp-spin")
 SEQ = struct.Struct("!Q")
@@ -41,65 +40,6 @@ SO_RCVTIMEO = socket.SO_RCVTIMEO
 
 def _timeval(seconds: float) -> bytes:
     return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
-
-
-class Run:
-    """Bookkeeping of a client run: samples, counters, deadline, progress."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.warmup = args.warmup
-        self.count = args.count
-        self.total = args.warmup + args.count
-        self.samples: list[int] = []
-        self.lost = 0
-        self.corrupt = 0
-        self.truncated = False
-        self.interrupted = False
-        self.progress = ProgressEmitter(args.count)
-        self.timeout_ns = int(args.rtt_timeout * 1e9)
-        self.started = time.perf_counter_ns()
-        self.deadline_ns = self.started + int(args.time_limit * 1e9)
-        self.switches = Switches()
-
-    def result(self, **extra: Any) -> dict[str, Any]:
-        return {"samples": self.samples, "measured": len(self.samples), "lost": self.lost, "corrupt": self.corrupt,
-                "truncated": self.truncated, "interrupted": self.interrupted,
-                "elapsed_s": round((time.perf_counter_ns() - self.started) / 1e9, 3), **self.switches.since(),
-                **extra}
-
-
-class Switches:
-    """Context switches of this process since it was made: `involuntary` ones mean the
-    CPU was taken away (another process, a kernel thread), which shows up in the tail."""
-
-    def __init__(self) -> None:
-        r = resource.getrusage(resource.RUSAGE_SELF)
-        self.nvcsw, self.nivcsw = r.ru_nvcsw, r.ru_nivcsw
-
-    def since(self) -> dict[str, int]:
-        r = resource.getrusage(resource.RUSAGE_SELF)
-        return {"voluntary_switches": r.ru_nvcsw - self.nvcsw, "involuntary_switches": r.ru_nivcsw - self.nivcsw}
-
-
-class Counter:
-    __slots__ = ("n",)
-
-    def __init__(self) -> None:
-        self.n = 0
-
-
-def stopped(loop: Any, *args: Any) -> bool:
-    """Run `loop(*args)`; True if SIGTERM/SIGINT (Stop) ended it.
-
-    Every measured or serving loop is its own function called through here, never a
-    loop inside a `try: ... except Stop`: CPython 3.11 raises a signal handler's
-    exception at a loop's backward jump (`continue`) outside the enclosing try's range,
-    so the handler would be skipped; across a call it is always caught."""
-    try:
-        loop(*args)
-    except Stop:
-        return True
-    return False
 
 
 # ---- AF_XDP ------------------------------------------------------------------------------
@@ -178,7 +118,7 @@ def _afxdp_echo_loop(xsk: Any, deadline: float, done: Counter) -> None:
 
 def afxdp_client(args: argparse.Namespace) -> dict[str, Any]:
     prog, xsk = _open_xsk(args)
-    run = Run(args)
+    run = ClientRun(args.count, args.warmup, args.time_limit, args.rtt_timeout)
     try:
         emit("READY")
         payload = pattern_payload(args.payload)
@@ -191,7 +131,7 @@ def afxdp_client(args: argparse.Namespace) -> dict[str, Any]:
         prog.close()
 
 
-def _afxdp_client_loop(xsk: Any, run: Run, frame: bytearray) -> None:
+def _afxdp_client_loop(xsk: Any, run: ClientRun, frame: bytearray) -> None:
     flen = len(frame)
     off = UDP_PAYLOAD_OFFSET
     buf = xsk.umem.buf
@@ -200,7 +140,7 @@ def _afxdp_client_loop(xsk: Any, run: Run, frame: bytearray) -> None:
     recv_batch, release, reserve, submit, complete = xsk.recv_batch, xsk.release, xsk.reserve, xsk.submit, xsk.complete
     pack_into, unpack_from = SEQ.pack_into, SEQ.unpack_from
     pc = time.perf_counter_ns
-    append = run.samples.append
+    append = run.recorder.append
     tick = run.progress.tick
     timeout_ns, deadline_ns, warmup = run.timeout_ns, run.deadline_ns, run.warmup
     for i in range(run.total):
@@ -275,7 +215,7 @@ def _udp_echo_loop(s: socket.socket, deadline: float, done: Counter) -> None:
 
 def udp_client(args: argparse.Namespace) -> dict[str, Any]:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    run = Run(args)
+    run = ClientRun(args.count, args.warmup, args.time_limit, args.rtt_timeout)
     try:
         s.bind((args.ip, args.port))
         s.connect((args.peer_ip, args.peer_port))
@@ -287,14 +227,14 @@ def udp_client(args: argparse.Namespace) -> dict[str, Any]:
         s.close()
 
 
-def _udp_client_loop(s: socket.socket, run: Run, payload: bytearray) -> None:
+def _udp_client_loop(s: socket.socket, run: ClientRun, payload: bytearray) -> None:
     plen = len(payload)
     rbuf = bytearray(65536)
     rview = memoryview(rbuf)
     send, recv_into = s.send, s.recv_into
     pack_into, unpack_from = SEQ.pack_into, SEQ.unpack_from
     pc = time.perf_counter_ns
-    append = run.samples.append
+    append = run.recorder.append
     tick = run.progress.tick
     deadline_ns, warmup = run.deadline_ns, run.warmup
     for i in range(run.total):
@@ -407,7 +347,7 @@ def _tcp_echo_spin(c: socket.socket, deadline: float, done: Counter) -> None:
 def tcp_client(args: argparse.Namespace) -> dict[str, Any]:
     spin = args.mode == "tcp-spin"
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    run = Run(args)
+    run = ClientRun(args.count, args.warmup, args.time_limit, args.rtt_timeout)
     try:
         s.bind((args.ip, 0))
         s.settimeout(10)
@@ -425,14 +365,14 @@ def tcp_client(args: argparse.Namespace) -> dict[str, Any]:
         s.close()
 
 
-def _tcp_client_loop(s: socket.socket, run: Run, payload: bytearray, spin: bool, rtt_timeout: float) -> None:
+def _tcp_client_loop(s: socket.socket, run: ClientRun, payload: bytearray, spin: bool, rtt_timeout: float) -> None:
     plen = len(payload)
     rbuf = bytearray(plen)
     rview = memoryview(rbuf)
     send, recv_into = s.send, s.recv_into
     pack_into = SEQ.pack_into
     pc = time.perf_counter_ns
-    append = run.samples.append
+    append = run.recorder.append
     tick = run.progress.tick
     timeout_ns, deadline_ns, warmup = run.timeout_ns, run.deadline_ns, run.warmup
     for i in range(run.total):

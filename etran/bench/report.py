@@ -34,14 +34,19 @@ def fmt_us(ns: float | None) -> str:
 def fmt_ratio(r: float | None) -> str:
     if r is None:
         return "-"
-    return f"{r:.2f}x" if r < 10 else f"{r:.1f}x"
+    return f"{r:.2f}" if r < 10 else f"{r:.1f}"
+
+
+COMPACT_BELOW = 110  # console columns under which tables drop to the compact layout
 
 
 def table(inv: Invocation, stats: Sequence[str] = LATENCY_STATS, title: str | None = None,
-          extra_columns: Sequence[tuple[str, str]] = (("lost", "lost"),)) -> Any:
+          extra_columns: Sequence[tuple[str, str]] = (("lost", "lost"),), compact: bool = False) -> Any:
     """The invocation as a rich Table: one row per series, latency columns in microseconds,
     then ratios to the baseline series (same invocation only), then `extra_columns`
-    ((info key, header) pairs, '-' when absent)."""
+    ((info key, header) pairs, '-' when absent).  `compact` (fits 80 columns): series
+    names instead of labels, the count in the caption when every series has the same,
+    only the first extra column."""
     from rich import box
     from rich.table import Table
 
@@ -50,32 +55,40 @@ def table(inv: Invocation, stats: Sequence[str] = LATENCY_STATS, title: str | No
     if inv.baseline is not None and ratios:
         with contextlib.suppress(KeyError):
             base = inv.get(inv.baseline)
-    caption = [f"invocation {inv.id[:8]}  {inv.started}"]
+    counts = {s.summary.count for s in inv.series if s.summary}
+    show_n = not compact or len(counts) > 1
+    if compact:
+        extra_columns = list(extra_columns)[:1]
+    caption = ["latencies in microseconds" + ("" if show_n else f", {counts.pop() if counts else 0:,} per series")
+               + f"; invocation {inv.id[:8]}, {inv.started}"]
     m = inv.machine
     if m:
         caption.append(f"kernel {m.get('kernel')}, {m.get('cpus')} CPUs, Python {m.get('python')}"
                        + (f", load {m['loadavg'][0]:.2f}" if m.get("loadavg") else ""))
     if base is not None:
-        caption.append(f"ratios: series / {base.label} (same invocation)")
-    t = Table(box=box.SIMPLE_HEAD, title=title or f"etran bench {inv.benchmark}", caption="\n".join(caption))
-    t.add_column("series", no_wrap=True)
-    t.add_column("n", justify="right")
+        caption.append(f"x: ratio to {base.name if compact else base.label}, same invocation")
+    t = Table(box=box.SIMPLE_HEAD, title=title or f"etran bench {inv.benchmark}", caption="\n".join(caption),
+              pad_edge=False)
+    t.add_column("series", ratio=1, min_width=12)
+    if show_n:
+        t.add_column("n", justify="right", no_wrap=True)
     for st in stats:
-        t.add_column(f"{st} us", justify="right")
+        t.add_column(st, justify="right", no_wrap=True)
     if base is not None:
         for st in RATIO_STATS:
-            t.add_column(f"{st} ratio", justify="right")
+            t.add_column(f"x {st}", justify="right", no_wrap=True)
     for key, header in extra_columns:
-        t.add_column(header, justify="right")
+        t.add_column(header, justify="right", no_wrap=True)
     for s in inv.series:
-        row = [s.label, str(s.summary.count) if s.summary else "-"]
+        label = s.name if compact else s.label
+        row = [label] + ([f"{s.summary.count:,}" if s.summary else "-"] if show_n else [])
         row += [fmt_us(s.summary.get(st)) if s.summary else "-" for st in stats]
         if base is not None:
             r = ratios.get(s.name, {})
-            row += [("[bold]1.00x[/bold]" if s is base else fmt_ratio(r.get(st))) for st in RATIO_STATS]
+            row += [("[bold]1.00[/bold]" if s is base else fmt_ratio(r.get(st))) for st in RATIO_STATS]
         row += [_fmt_info(s, key) for key, _ in extra_columns]
         if s.error:
-            row[0] = f"{s.label} [red]({s.error})[/red]"
+            row[0] = f"{label} [red]({s.error})[/red]"
         t.add_row(*row)
     return t
 
@@ -90,7 +103,9 @@ def _fmt_info(s: Series, key: str) -> str:
 
 
 def print_invocation(inv: Invocation, con: Any = None, **kwargs: Any) -> None:
-    (con or console()).print(table(inv, **kwargs))
+    con = con or console()
+    kwargs.setdefault("compact", con.width < COMPACT_BELOW)
+    con.print(table(inv, **kwargs))
 
 
 class Progress:

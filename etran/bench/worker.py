@@ -9,6 +9,8 @@ Child (the worker program), writing one line per event to stdout:
     ERROR <message>             it failed (then exit status 1)
 `child_setup()` pins the child to a CPU, makes SIGTERM and a dying parent end it
 cleanly (the `finally` blocks that close sockets and detach XDP programs still run).
+`ClientRun` is a measuring client's bookkeeping (a LatencyRecorder, counters, warm-up,
+time limit, progress); `stopped(loop, ...)` runs a loop until done or stopped.
 
 Parent: `Worker(host, module, args, cpu=...)` starts the child in the host's network
 namespace (only the network namespace: BPF pins stay visible), reads its lines on a
@@ -22,6 +24,7 @@ import ctypes
 import json
 import os
 import queue
+import resource
 import signal
 import subprocess
 import sys
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .results import BenchError
+from .stats import LatencyRecorder
 
 PR_SET_PDEATHSIG = 1
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -45,6 +49,11 @@ class Stop(BaseException):
 
 
 def _raise_stop(signum: int, frame: Any) -> None:
+    # Once: a second signal (Ctrl-C reaches the whole process group, then the parent
+    # sends SIGTERM) must not interrupt the clean-up and the report.  The parent
+    # SIGKILLs a worker that does not end within a few seconds.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise Stop(signal.Signals(signum).name)
 
 
@@ -88,6 +97,72 @@ class ProgressEmitter:
         if done >= self.next:
             self.next = done + self.step
             emit("PROGRESS", f"{done} {self.total}")
+
+
+class Switches:
+    """Context switches of this process since it was made: `involuntary` ones mean the
+    CPU was taken away (another process, a kernel thread), which shows up in the tail."""
+
+    def __init__(self) -> None:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        self.nvcsw, self.nivcsw = r.ru_nvcsw, r.ru_nivcsw
+
+    def since(self) -> dict[str, int]:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return {"voluntary_switches": r.ru_nvcsw - self.nvcsw, "involuntary_switches": r.ru_nivcsw - self.nivcsw}
+
+
+class Counter:
+    """A mutable count a loop updates and its caller reads after a Stop."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+class ClientRun:
+    """Bookkeeping of a measuring client: a LatencyRecorder, lost/corrupt counters, the
+    warm-up, the time limit (`deadline_ns`, perf_counter_ns), progress, context switches.
+    A loop does `warmup + count` operations (`total`), records those after the warm-up
+    with `recorder.append(ns)` and `progress.tick(n)`, and sets `truncated` when it
+    stops at the deadline.  `result()` is the RESULT payload (samples included)."""
+
+    def __init__(self, count: int, warmup: int, time_limit: float, op_timeout: float = 1.0) -> None:
+        self.warmup = warmup
+        self.count = count
+        self.total = warmup + count
+        self.recorder = LatencyRecorder()
+        self.lost = 0
+        self.corrupt = 0
+        self.truncated = False
+        self.interrupted = False
+        self.progress = ProgressEmitter(count)
+        self.timeout_ns = int(op_timeout * 1e9)
+        self.started = time.perf_counter_ns()
+        self.deadline_ns = self.started + int(time_limit * 1e9)
+        self.switches = Switches()
+
+    def result(self, **extra: Any) -> dict[str, Any]:
+        return {"samples": self.recorder.tolist(), "measured": len(self.recorder), "lost": self.lost,
+                "corrupt": self.corrupt, "truncated": self.truncated, "interrupted": self.interrupted,
+                "elapsed_s": round((time.perf_counter_ns() - self.started) / 1e9, 3), **self.switches.since(),
+                **extra}
+
+
+def stopped(loop: Callable[..., Any], *args: Any) -> bool:
+    """Run `loop(*args)`; True if SIGTERM/SIGINT (Stop) ended it.
+
+    Write every measuring or serving loop as its own function called through here, never
+    as a loop inside `try: ... except Stop` in the same function: CPython 3.11 raises a
+    signal handler's exception at a loop's backward jump (a `continue`) outside the
+    enclosing try's range, so the except clause is skipped; across a call it is always
+    caught."""
+    try:
+        loop(*args)
+    except Stop:
+        return True
+    return False
 
 
 # ---- parent side ------------------------------------------------------------------------

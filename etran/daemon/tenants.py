@@ -21,6 +21,9 @@ from ..errors import EtranError
 from .kernel import Kernel
 
 HOOK_PREFIX = "etk"
+# above the wire's 1500 so that oversized frames reach the egress hook, which drops and
+# counts them, instead of vanishing in the veth
+TENANT_MTU = 2000
 APP_PREFIX = "eta"
 
 
@@ -58,7 +61,7 @@ def create(kernel: Kernel, slot: int, xdp_mode: str = "native") -> TenantPort:
         hook_idx = ipr.link_lookup(ifname=hook)[0]
         app_idx = ipr.link_lookup(ifname=app)[0]
         for idx in (hook_idx, app_idx):
-            ipr.link("set", index=idx, mtu=1500)
+            ipr.link("set", index=idx, mtu=TENANT_MTU)
         _disable_ipv6(hook)
         _disable_ipv6(app)
     port = TenantPort(slot, hook, app, hook_idx, app_idx)

@@ -84,5 +84,7 @@ class Session:
 def _default_name() -> str:
     import sys
 
+    if os.environ.get("ETRAN_APP_NAME"):
+        return os.environ["ETRAN_APP_NAME"]
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
     return f"{prog}[{os.getpid()}]"

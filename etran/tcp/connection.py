@@ -667,6 +667,9 @@ class TcpConnection:
         if not self._acceptable(seq, seglen):
             if not f & RST:
                 self._ack_now = True
+                # like Linux (tcp_replace_ts_recent), an old duplicate still refreshes TS.Recent, so
+                # the ACK it triggers echoes the retransmission's TSval and the sender's RTT stays sane
+                self._update_ts_recent(ts, seq)
                 if self.state is TcpState.TIME_WAIT and f & FIN:
                     self._tw_at = now + 2 * self.config.msl
             return
@@ -684,9 +687,7 @@ class TcpConnection:
             return
         if not f & ACK:
             return
-        if ts is not None and seq <= self.last_ack_sent and (self.ts_recent is None or
-                                                             ((ts[0] - self.ts_recent) & MASK) < 1 << 31):
-            self.ts_recent = ts[0]                 # RFC 7323 section 4.3 (never moves backwards)
+        self._update_ts_recent(ts, seq)
         if self.state is TcpState.SYN_RECEIVED:
             ack = unwrap(seg.ack, self.snd_una)
             if not self.snd_una < ack <= self.snd_nxt:
@@ -719,6 +720,12 @@ class TcpConnection:
         if fin and self._peer_fin_seq is None:
             self._peer_fin_seq = seq + len(seg.payload)
         self._maybe_fin_arrived(now)
+
+    def _update_ts_recent(self, ts: tuple[int, int] | None, seq: int) -> None:
+        """RFC 7323 section 4.3: TS.Recent from a segment at or below Last.ACK.sent; never backwards."""
+        if ts is not None and seq <= self.last_ack_sent and (
+                self.ts_recent is None or ((ts[0] - self.ts_recent) & MASK) < 1 << 31):
+            self.ts_recent = ts[0]
 
     def _back_to_listen(self) -> None:
         if self._remote_learned:
