@@ -431,3 +431,50 @@ def test_daemon_stop_and_restart_leave_nothing_behind(testbed, app_pythonpath, a
         assert "removed leftovers" in f.read()
     launcher.stop(h1.netns)
     assert clean()
+
+
+ASYNC_CLIENT = r"""
+import asyncio, json, sys
+import etran.udp as u
+
+async def main():
+    socks = [u.UdpSocket() for _ in range(3)]
+    for s in socks:
+        s.bind(0)
+    async def one(s, n):
+        for i in range(n):
+            s.sendto(b"%d-%d" % (s.port, i), (sys.argv[1], int(sys.argv[2])))
+            data, _ = await s.recvfrom_async(timeout=5)
+            assert data == b"%d-%d" % (s.port, i), data
+        return n
+    done = await asyncio.gather(*(one(s, 50) for s in socks))
+    print(json.dumps({"done": sum(done)}), flush=True)
+
+asyncio.run(main())
+"""
+
+BUSY_CLIENT = r"""
+import json, sys, time
+import etran.udp as u
+from etran.lib.engine import default_engine
+eng = default_engine()
+s = u.UdpSocket(); s.bind(0)
+for i in range(200):
+    s.sendto(b"b%d" % i, (sys.argv[1], int(sys.argv[2])))
+    assert s.recvfrom(timeout=5)[0] == b"b%d" % i
+print(json.dumps({"done": 200, "busy": eng.busy_poll}), flush=True)
+"""
+
+
+def test_asyncio_and_busy_poll_applications(etran_bed, app_pythonpath, apps):
+    bed = etran_bed(hosts=2, rate_gbit=None)
+    h1, h2 = bed.hosts
+    echo = spawn(h2, ECHO, app_pythonpath, "echo", args=(8300, 10))
+    apps.append(echo)
+    echo.wait_for("ready")
+    aio = spawn(h1, ASYNC_CLIENT, app_pythonpath, "asyncio", args=(h2.ip, 8300))
+    apps.append(aio)
+    assert aio.wait_for("done", timeout=60)["done"] == 150
+    busy = spawn(h1, BUSY_CLIENT, app_pythonpath, "busy", args=(h2.ip, 8300), env={"ETRAN_POLL": "busy"})
+    apps.append(busy)
+    assert busy.wait_for("done", timeout=60) == {"done": 200, "busy": True}

@@ -39,6 +39,8 @@ def leftovers(name: str) -> list[str]:
         if os.path.isdir(netns.NETNS_RUN_DIR) else []
     if os.path.exists(switch.pin_dir(name)):
         found.append(switch.pin_dir(name))
+    if os.path.isdir("/run/etran"):  # daemons' sockets and pid files
+        found += [e for e in os.listdir("/run/etran") if e.startswith(name + "-")]
     return found
 
 
@@ -300,9 +302,14 @@ def test_cli_up_status_set_stats_down(unique_name):
                 "--loss", "0.01")
         assert r.returncode == 0, r.stderr
         assert f"test bed '{unique_name}' is up" in r.stdout
+        from etran.daemon import launcher
+
+        daemons = [launcher.running(f"{unique_name}-h{i}") for i in (1, 2)]
+        assert all(daemons), "`testbed up` starts a daemon on every host"
         r = cli("testbed", "up", "--name", unique_name, "--hosts", "2", "--rate", "0.5", "--ecn-threshold", "40",
                 "--loss", "0.01")
         assert r.returncode == 0, r.stderr
+        assert [launcher.running(f"{unique_name}-h{i}") for i in (1, 2)] == daemons  # the same ones
         r = cli("testbed", "set", "--name", unique_name, "--host", "h2", "--reorder", "0.1", "--rate", "2")
         assert r.returncode == 0, r.stderr
         r = cli("testbed", "status", "--name", unique_name, "--json")

@@ -18,6 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--xdp-mode", choices=("native", "generic"), default="native",
                    help="native XDP (default; veth and most drivers) or generic (any device, slower)")
     d.add_argument("--socket", help="the Unix socket to serve (default /run/etran/<netns or default>.sock)")
+    d.add_argument("--app-rate", help="cap every application's egress in the kernel, e.g. 1gbit")
+    d.add_argument("--max-flows", type=int, default=1024, help="flows (connections) per application")
+    d.add_argument("--max-rpcs", type=int, default=4096, help="outstanding RPCs per application")
+    d.add_argument("--max-ports", type=int, default=64, help="ports per application and transport")
     d.add_argument("-v", "--verbose", action="store_true")
     d.set_defaults(func=_daemon)
 
@@ -54,11 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _daemon(args: argparse.Namespace) -> int:
-    from .daemon import Daemon
+    from .daemon import Daemon, Quotas
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    Daemon(args.dev, host=args.netns, socket_path=args.socket, xdp_mode=args.xdp_mode).run()
+    quotas = Quotas(max_flows=args.max_flows, max_rpcs=args.max_rpcs, max_ports=args.max_ports, rate=args.app_rate)
+    Daemon(args.dev, host=args.netns, socket_path=args.socket, xdp_mode=args.xdp_mode, quotas=quotas).run()
     return 0
 
 

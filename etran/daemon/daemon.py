@@ -53,6 +53,7 @@ class Quotas:
     max_flows: int = 1024
     max_rpcs: int = 4096
     max_ports: int = 64
+    rate: str | None = None  # e.g. "1gbit": every application's egress is capped in the kernel
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Daemon:
         self.kernel: Kernel | None = None
         self.policies: PolicyManager | None = None
         self.transports: dict[str, Transport] = {}
+        self._by_proto: dict[int, Transport] = {}
         self.apps: dict[int, App] = {}
         self.nic_ifindex = 0
         self.ip = ""
@@ -159,6 +161,7 @@ class Daemon:
             t = TRANSPORTS[name](self)
             t.start()
             self.transports[name] = t
+        self._by_proto = {t.proto: t for t in self.transports.values()}
         # the daemon is application slot 0: its tenant port is the slow path
         self.apps[0] = self._make_app(0, "etran-daemon", 0, os.getpid(), None)
         attach_xdp(self.nic_ifindex, self.kernel.program("entrance"), mode=self.xdp_mode)
@@ -294,6 +297,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self._stopping.set)
         self.loop.add_reader(self.listener.fileno(), self._accept)
+        self.loop.add_reader(self.apps[0].xsk.fileno(), self._on_slow_path)
         for t in self.transports.values():
             t.on_loop(self.loop)
         ticker = asyncio.create_task(self._ticker())
@@ -327,6 +331,33 @@ class Daemon:
                     log.warning("neighbour refresh failed: %s", e)
         finally:
             pub.close()
+
+    def _on_slow_path(self) -> None:
+        """Frames the data path handed up (slot 0): to their transport's slow_path()."""
+        xsk = self.apps[0].xsk
+        buf = xsk.umem.buf
+        for _ in range(16):  # bounded: let the loop breathe between batches
+            n = xsk.recv_batch()
+            if not n:
+                return
+            b = xsk.rx_batch
+            frames = [buf[a:a + ln] for a, ln in zip(b.addr[:n], b.len[:n])]
+            xsk.release()
+            for frame in frames:
+                t = self._by_proto.get(frame[23]) if len(frame) > 23 else None
+                if t is not None:
+                    try:
+                        t.slow_path(frame)
+                    except Exception:
+                        log.exception("%s slow path failed on a %d-byte frame", t.name, len(frame))
+
+    def send_frames(self, frames: list[bytes]) -> int:
+        """Send complete frames (with the host's MAC and address) from the daemon's own tenant
+        port: SYN-ACKs, RSTs, RPC_UNKNOWNs. The egress hook trusts slot 0."""
+        xsk = self.apps[0].xsk
+        sent = xsk.send(frames)
+        xsk.complete()
+        return sent
 
     def stop(self) -> None:
         if self._stopping is not None and self.loop is not None:
@@ -379,6 +410,8 @@ class Daemon:
                 raise EtranError("this connection is already registered")
             reply, fds = self.register(conn, msg)
             session["app"] = self.apps[reply["slot"]]
+            if self.quotas.rate:
+                self.policies.add("ratelimit", rate=self.quotas.rate, app=reply["slot"])
             return reply, fds
         if op == "ping":
             return {"pong": True}, []

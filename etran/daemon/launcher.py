@@ -27,8 +27,25 @@ def pid_path(host: str) -> str:
     return os.path.join(ipc.RUN_DIR, f"{host}.pid")
 
 
+def running(host_netns: str) -> int:
+    """The pid of the host's daemon if it is up and answering, else 0."""
+    try:
+        with open(pid_path(host_netns)) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, 0)
+        with ipc.Client(ipc.socket_path(host_netns), timeout=2) as c:
+            c.call("ping")
+        return pid
+    except (OSError, ValueError, EtranError):
+        return 0
+
+
 def start(host_netns: str, dev: str = "eth0", timeout: float = 20.0, extra: list[str] | None = None) -> int:
-    """Start `etran daemon` for a host namespace and wait until it answers; returns its pid."""
+    """Start `etran daemon` for a host namespace (unless one answers already) and wait until
+    it answers; returns its pid."""
+    pid = running(host_netns)
+    if pid:
+        return pid
     os.makedirs(LOG_DIR, exist_ok=True)
     log = open(log_path(host_netns), "ab")
     proc = subprocess.Popen([sys.executable, "-m", "etran", "daemon", "--dev", dev, "--netns", host_netns, *(extra or [])],

@@ -34,6 +34,7 @@ from typing import Any
 from .. import netns, sysinfo
 from ..errors import EtranError, PrivilegeError, TestbedError
 from . import offload, switch
+from ..ipc import RUN_DIR
 from .hooks import HostHook
 from .switch import LinkSettings, SwitchMaps
 
@@ -444,6 +445,10 @@ class Testbed:
         if pids:
             _kill_all(pids)
         switch.unpin(self.name)
+        for ns in names:  # what per-host daemons keep beside their namespace
+            for path in (f"{ns}.sock", f"{ns}.pid", os.path.join("log", f"{ns}.log")):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(RUN_DIR, path))
         for ns in names:
             try:
                 pyroute2_netns.remove(ns)

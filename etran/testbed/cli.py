@@ -50,7 +50,8 @@ def register(subparsers: Any) -> None:
     _add_name(up)
     up.add_argument("--hosts", type=int, default=2, help=f"number of hosts, 1..{MAX_HOSTS} (default 2)")
     _add_link_options(up, defaults=True)
-    up.add_argument("--daemon", action="store_true", help="start the per-host daemon in every host")
+    up.add_argument("--no-daemon", dest="daemon", action="store_false",
+                    help="do not start the per-host etran daemon in every host (started by default)")
     up.set_defaults(func=cmd_up)
 
     down = tsub.add_parser("down", help="remove a test bed and everything it left (idempotent)")
