@@ -389,7 +389,7 @@ def test_policies_change_live_traffic(etran_bed, app_pythonpath, apps):
     assert measure(sender, counter, 0.5, 1000) == 500
     # a per-application rate limit on the sender caps what leaves it (about 4,000 frames/s
     # offered against a limit of 1,000 x 1,042-byte frames/s), within 10%
-    limit = policy(h1, "add", "ratelimit", "--app", "sender", "--rate", str(1000 * 1042 * 8), "--burst", "2084")
+    limit = policy(h1, "add", "ratelimit", "--app", "sender", "--rate", str(1000 * 1042 * 8), "--burst", "20840")
     got = measure(sender, counter, 2.0, 4000)
     assert 1800 <= got <= 2200, got
     assert app_stats(h1, "sender")["drops"]["rate"] > 0

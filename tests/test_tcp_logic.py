@@ -461,7 +461,7 @@ def test_rto_backoff_doubles_then_gives_up():
     tx = [t for t, _, seg in data_segments(net)]
     assert len(tx) == 1 + 5
     gaps = [tx[i + 1] - tx[i] for i in range(len(tx) - 1)]
-    for g0, g1 in zip(gaps, gaps[1:]):
+    for g0, g1 in zip(gaps, gaps[1:], strict=False):
         assert g1 == pytest.approx(2 * g0)
     assert gaps[0] == pytest.approx(0.2)                       # min_rto bound after a 1 ms handshake RTT
     assert "retransmissions" in net.of(True, ConnectionFailed)[0].reason
@@ -621,8 +621,8 @@ def test_classic_ecn_receiver_latches_ece_until_cwr():
 
     def data_pkt(offset, ce, cwr=False):
         seg = w.TcpSegment(A_ADDR[1], B_ADDR[1], (a.snd_nxt + offset) & MASK, a.rcv_nxt & MASK,
-                           w.ACK | (w.CWR if cwr else 0), 1000, w.TcpOptions(timestamp=(a._ts_now(net.now), b._ts_now(net.now) if False else b.ts_recent or 0)),
-                           b"d" * 100)
+                           w.ACK | (w.CWR if cwr else 0), 1000,
+                           w.TcpOptions(timestamp=(a._ts_now(net.now), a.ts_recent or 0)), b"d" * 100)
         return w.build_packet(*hdr, seg, ecn=w.ECN_CE if ce else w.ECN_ECT0)
 
     # forge three data segments from a (a itself is idle) so that we control CE and CWR
@@ -778,3 +778,221 @@ def test_unwrap():
     assert unwrap(5, (1 << 32) - 10) == (1 << 32) + 5
     assert unwrap((1 << 32) - 10, (1 << 32) + 5) == (1 << 32) - 10
     assert unwrap(100, 50) == 100
+
+
+# ---- interoperability with Linux TCP (a TUN device in a private network namespace) -------------------
+TUNSETIFF, IFF_TUN, IFF_NO_PI = 0x400454CA, 0x0001, 0x1000
+TCPI_OPT_TIMESTAMPS, TCPI_OPT_SACK, TCPI_OPT_WSCALE, TCPI_OPT_ECN = 1, 2, 4, 8
+
+
+class LinuxPeer:
+    """Linux TCP on one side of a TUN device, our TcpConnection on the other; the test is the wire.
+
+    `loss` drops that fraction of packets in each direction (seeded), so both stacks recover
+    with each other's SACK blocks.
+    """
+
+    LINUX_IP, OUR_IP = "10.231.0.1", "10.231.0.2"
+
+    def __init__(self, ns: str, loss: float = 0.0, seed: int = 0) -> None:
+        import fcntl
+        import subprocess
+        import time
+
+        self.time = time
+        self.ns = ns
+        run = lambda *a: subprocess.run(["ip", "-n", ns, *a], check=True, capture_output=True)  # noqa: E731
+        subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+        from etran import netns
+        self._ctx = netns.enter(ns)
+        self._ctx.__enter__()
+        self.tun = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+        ifr = b"etun0".ljust(16, b"\0") + (IFF_TUN | IFF_NO_PI).to_bytes(2, "little") + bytes(22)
+        fcntl.ioctl(self.tun, TUNSETIFF, ifr)
+        run("addr", "add", f"{self.LINUX_IP}/24", "dev", "etun0")
+        run("link", "set", "etun0", "up")
+        run("link", "set", "lo", "up")
+        with open("/proc/sys/net/ipv4/tcp_ecn", "w") as f:        # per namespace: request ECN too
+            f.write("1")
+        self.rnd = random.Random(seed)
+        self.loss = loss
+        self.dropped = 0
+
+    def close(self) -> None:
+        import subprocess
+        os.close(self.tun)
+        self._ctx.__exit__(None, None, None)
+        subprocess.run(["ip", "netns", "del", self.ns], check=False, capture_output=True)
+
+    def now(self) -> float:
+        return self.time.monotonic()
+
+    def pump(self, conn: TcpConnection, events: list, step: Callable[[], bool], timeout: float = 60.0) -> None:
+        """Move packets between the TUN device and conn until step() returns True."""
+        import select
+        deadline = self.now() + timeout
+        while True:
+            now = self.now()
+            for p in conn.datagrams_to_send(now):
+                if self.loss and self.rnd.random() < self.loss:
+                    self.dropped += 1
+                    continue
+                os.write(self.tun, p)
+            while (e := conn.next_event()) is not None:
+                events.append(e)
+            if step():
+                return
+            assert now < deadline, f"Linux interop timed out: {conn.snapshot()}"
+            t = conn.get_timer()
+            wait = 0.01 if t is None else max(0.0, min(0.01, t - now))
+            r, _, _ = select.select([self.tun], [], [], wait)
+            if r:
+                while True:
+                    try:
+                        p = os.read(self.tun, 65536)
+                    except BlockingIOError:
+                        break
+                    if p[0] >> 4 != 4:
+                        continue                                   # IPv6 chatter
+                    if self.loss and self.rnd.random() < self.loss:
+                        self.dropped += 1
+                        continue
+                    conn.receive_datagram(p, self.now())
+            t = conn.get_timer()
+            if t is not None and t <= self.now():
+                conn.handle_timer(self.now())
+
+
+def tcp_info_options(sock) -> tuple[int, int, int]:
+    import socket
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return info[5], info[6] & 0x0F, info[6] >> 4            # options, snd_wscale, rcv_wscale
+
+
+def _snmp(name: str) -> dict[str, int]:
+    with open("/proc/thread-self/net/snmp") as f:
+        lines = [line.split() for line in f if line.startswith(name + ":")]
+    return dict(zip(lines[0][1:], map(int, lines[1][1:]), strict=True))
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("loss", [0.0, 0.02])
+def test_linux_connects_to_us_and_both_send_1mb(unique_name, loss):
+    import socket
+    peer = LinuxPeer(unique_name, loss=loss, seed=1)
+    try:
+        ours = TcpConnection(local=(peer.OUR_IP, 5000), config=TcpConfig(min_rto=0.05, delayed_ack=0.01))
+        ours.listen()
+        k = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        k.setblocking(False)
+        k.connect_ex((peer.OUR_IP, 5000))
+        events: list = []
+        peer.pump(ours, events, lambda: ours.state is S.ESTABLISHED)
+        assert (ours.sack_ok, ours.ts_ok, ours.ecn_ok, ours.snd_wscale > 0) == (True, True, True, True)
+        up, down = os.urandom(1 << 20), os.urandom(1 << 20)
+        ours.send(down)
+        sent = 0
+        got = bytearray()
+        k_eof = False
+
+        def step():
+            nonlocal sent, k_eof
+            try:
+                if sent < len(up):
+                    sent += k.send(up[sent:sent + 65536])
+                    if sent == len(up):
+                        k.shutdown(socket.SHUT_WR)
+                while not k_eof:
+                    chunk = k.recv(1 << 20)
+                    if not chunk:
+                        k_eof = True
+                    got.extend(chunk)
+            except BlockingIOError:
+                pass
+            if len(got) == len(down) and ours.state in (S.ESTABLISHED, S.CLOSE_WAIT) and not ours.unsent_bytes:
+                ours.close(peer.now())
+            return k_eof and ours.state in (S.CLOSED, S.TIME_WAIT, S.LAST_ACK, S.CLOSE_WAIT) and any(
+                isinstance(e, PeerClosed) for e in events)
+
+        peer.pump(ours, events, step)
+        assert bytes(got) == down
+        assert b"".join(e.data for e in events if isinstance(e, DataReceived)) == up
+        opts, snd_ws, rcv_ws = tcp_info_options(k)
+        assert opts & (TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE | TCPI_OPT_ECN) == 15
+        assert snd_ws == 7                                          # Linux uses our shift
+        assert _snmp("Tcp")["InCsumErrors"] == 0 and _snmp("Tcp")["InErrs"] == 0
+        if loss:
+            assert peer.dropped > 0 and ours.stats["retransmits"] > 0
+        k.close()
+        peer.pump(ours, events, lambda: ours.state is S.CLOSED, timeout=10)
+    finally:
+        peer.close()
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("loss", [0.0, 0.02])
+def test_we_connect_to_linux_and_both_send_1mb(unique_name, loss):
+    import socket
+    peer = LinuxPeer(unique_name, loss=loss, seed=2)
+    try:
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind((peer.LINUX_IP, 5001))
+        srv.listen()
+        srv.setblocking(False)
+        ours = TcpConnection(local=(peer.OUR_IP, 40001), remote=(peer.LINUX_IP, 5001),
+                             config=TcpConfig(min_rto=0.05, delayed_ack=0.01, congestion_control="cubic"))
+        ours.connect(peer.now())
+        events: list = []
+        peer.pump(ours, events, lambda: ours.state is S.ESTABLISHED)
+        assert (ours.sack_ok, ours.ts_ok, ours.ecn_ok, ours.snd_wscale > 0) == (True, True, True, True)
+        conn = {}
+
+        def accept():
+            try:
+                conn["k"], _ = srv.accept()
+                conn["k"].setblocking(False)
+            except BlockingIOError:
+                pass
+            return "k" in conn
+
+        peer.pump(ours, events, accept)
+        k = conn["k"]
+        up, down = os.urandom(1 << 20), os.urandom(1 << 20)
+        ours.send(up)
+        ours.close(peer.now())
+        sent = 0
+        got = bytearray()
+        k_eof = False
+
+        def step():
+            nonlocal sent, k_eof
+            try:
+                while not k_eof:
+                    chunk = k.recv(1 << 20)
+                    if not chunk:
+                        k_eof = True
+                    got.extend(chunk)
+            except BlockingIOError:
+                pass
+            try:
+                if sent < len(down):
+                    sent += k.send(down[sent:sent + 65536])
+                    if sent == len(down):
+                        k.shutdown(socket.SHUT_WR)
+            except BlockingIOError:
+                pass
+            return k_eof and sent == len(down) and any(isinstance(e, PeerClosed) for e in events)
+
+        peer.pump(ours, events, step)
+        assert bytes(got) == up
+        assert b"".join(e.data for e in events if isinstance(e, DataReceived)) == down
+        opts, snd_ws, rcv_ws = tcp_info_options(k)
+        assert opts & (TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE | TCPI_OPT_ECN) == 15
+        peer.pump(ours, events, lambda: ours.state is S.TIME_WAIT, timeout=10)
+        assert _snmp("Tcp")["InCsumErrors"] == 0
+        if loss:
+            assert peer.dropped > 0
+        k.close()
+        srv.close()
+    finally:
+        peer.close()

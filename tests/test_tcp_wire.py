@@ -198,8 +198,9 @@ def test_malformed_options_rejected(opts):
     seg = bytearray(raw[20:40]) + opts + b"\0" * (-len(opts) % 4)
     seg[12] = (len(seg) // 4) << 4
     seg[16:18] = b"\0\0"
-    seg[16:18] = w.checksum(seg, w.pseudo_header_sum(w.ip_to_bytes("1.1.1.1"), w.ip_to_bytes("2.2.2.2"), 6, len(seg))).to_bytes(2, "big")
-    pkt = w.build_ipv4(w.ip_to_bytes("1.1.1.1"), w.ip_to_bytes("2.2.2.2"), len(seg)) + bytes(seg)
+    src, dst = w.ip_to_bytes("1.1.1.1"), w.ip_to_bytes("2.2.2.2")
+    seg[16:18] = w.checksum(seg, w.pseudo_header_sum(src, dst, 6, len(seg))).to_bytes(2, "big")
+    pkt = w.build_ipv4(src, dst, len(seg)) + bytes(seg)
     assert w.parse_packet(pkt) is None
 
 
