@@ -112,3 +112,39 @@ def apps():
     yield spawned
     for app in spawned:
         app.kill()
+
+
+def _leftovers() -> list[str]:
+    """Test-bed objects of this suite still on the machine (names start with 't' + 6 hex digits)."""
+    import re
+    import subprocess
+
+    ours = re.compile(r"^t[0-9a-f]{6}")
+    found = []
+    if os.path.isdir("/run/netns"):
+        found += [f"netns {n}" for n in os.listdir("/run/netns") if ours.match(n)]
+    if os.path.isdir("/sys/fs/bpf/etran"):
+        found += [f"pin /sys/fs/bpf/etran/{n}" for n in os.listdir("/sys/fs/bpf/etran") if ours.match(n)]
+    if os.path.isdir("/sys/fs/bpf"):
+        found += [f"pin /sys/fs/bpf/{n}" for n in os.listdir("/sys/fs/bpf") if n.startswith("etran-test")]
+    if os.path.isdir("/run/etran"):
+        found += [f"file /run/etran/{n}" for n in os.listdir("/run/etran") if ours.match(n)]
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    found += [f"process {line.strip()}" for line in ps.splitlines()
+              if "etran daemon" in line and re.search(r"--netns t[0-9a-f]{6}", line)]
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines()
+              if re.match(r"\d+: (etk|eta)\d", line) or " xdp" in line]
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After the suite nothing of it may remain: namespaces, veths, XDP programs, pins, daemons."""
+    if os.geteuid() != 0 or getattr(session.config, "workerinput", None) is not None:
+        return
+    if os.environ.get("ETRAN_SKIP_LEFTOVER_CHECK") == "1":  # several suites running at once on one machine
+        return
+    found = _leftovers()
+    if found:
+        print("\netran: the test suite left these behind:\n  " + "\n  ".join(found))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
