@@ -499,6 +499,10 @@ class TcpConnection:
         return TcpSegment(self.local_port, self.remote_port or 0, wire(seq), wire(self.rcv_nxt) if flags & ACK else 0,
                           flags, self._window_field(), opts, payload)
 
+    def _bare_rst(self, wire_seq: int) -> TcpSegment:
+        """<SEQ=SEG.ACK><CTL=RST>: the answer to an unacceptable ACK during the handshake."""
+        return TcpSegment(self.local_port, self.remote_port or 0, wire_seq, 0, RST, 0)
+
     def _syn_segment(self, now: float, *, synack: bool) -> Outgoing:
         c = self.config
         self._syn_due = False
@@ -593,7 +597,7 @@ class TcpConnection:
             ack = unwrap(seg.ack, self.snd_una)
             if ack <= self.iss or ack > self.snd_nxt:
                 if not f & RST:
-                    self._control.append(Outgoing(TcpSegment(self.local_port, self.remote_port or 0, seg.ack, 0, RST, 0)))
+                    self._control.append(Outgoing(self._bare_rst(seg.ack)))
                 return
             ack_ok = True
         if f & RST:
@@ -691,7 +695,7 @@ class TcpConnection:
         if self.state is TcpState.SYN_RECEIVED:
             ack = unwrap(seg.ack, self.snd_una)
             if not self.snd_una < ack <= self.snd_nxt:
-                self._control.append(Outgoing(TcpSegment(self.local_port, self.remote_port or 0, seg.ack, 0, RST, 0)))
+                self._control.append(Outgoing(self._bare_rst(seg.ack)))
                 return
             self.snd_una = ack
             self.snd_wnd = seg.window << self.snd_wscale
@@ -992,10 +996,10 @@ class TcpConnection:
     def _send_new_data(self, now: float, out: list[Outgoing], pipe: int, cwnd: int) -> int:
         sb = self.scoreboard
         data_end = self._sndbuf_seq + len(self._sndbuf)
-        opt_len = len(build_options(TcpOptions(
-            timestamp=(0, 0) if self.ts_ok else None,
-            sack_blocks=[(0, 0)] * len(self.reasm.sack_blocks(3 if self.ts_ok else 4)) if self.sack_ok and self.reasm.has_gap else [])))
-        max_payload = max(1, min(self.peer_mss, self.config.mss) - opt_len)
+        n_blocks = len(self.reasm.sack_blocks(3 if self.ts_ok else 4)) if self.sack_ok and self.reasm.has_gap else 0
+        opt_len = len(build_options(TcpOptions(timestamp=(0, 0) if self.ts_ok else None,
+                                               sack_blocks=[(0, 0)] * n_blocks)))
+        max_payload = max(1, min(self.peer_mss, self.config.mss) - opt_len)   # RFC 6691: options off the MSS
         while True:
             nxt = max(self.snd_nxt, self._sndbuf_seq)
             fin_pending = self._fin_seq is not None and not self._fin_sent

@@ -94,7 +94,7 @@ class RangeSet:
         return total
 
     def total(self) -> int:
-        return sum(e - s for s, e in zip(self._starts, self._ends))
+        return sum(e - s for s, e in zip(self._starts, self._ends, strict=True))
 
     @property
     def first(self) -> tuple[int, int] | None:
@@ -110,7 +110,7 @@ class RangeSet:
         self._ends.clear()
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter(list(zip(self._starts, self._ends)))
+        return iter(list(zip(self._starts, self._ends, strict=True)))
 
     def __len__(self) -> int:
         return len(self._starts)

@@ -59,8 +59,7 @@ _MSS_OPT = struct.Struct("!BBH")
 _TS_OPT = struct.Struct("!BBBBII")          # NOP NOP kind len TSval TSecr
 _TS_BARE = struct.Struct("!II")
 _SACK_EDGE = struct.Struct("!II")
-_U16 = struct.Struct("!H")
-_PSEUDO = struct.Struct("!4s4sBBH")
+_NOP_NOP_TS = b"\x01\x01\x08\x0a"
 
 
 # ---- the Internet checksum (RFC 1071) -------------------------------------------------------
@@ -76,9 +75,10 @@ def checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
     is that a non-zero sum congruent to 0 is 0xFFFF ("negative zero") in one's complement.
     About 4 us for a 1480-byte segment here, 5x faster than array('H') + sum().
     """
+    s = int.from_bytes(data, "big")
     if len(data) & 1:
-        data = bytes(data) + b"\0"
-    s = int.from_bytes(data, "big") + initial
+        s <<= 8                     # the same as padding with a zero byte, without the copy
+    s += initial
     r = s % 0xFFFF
     if r == 0 and s:
         r = 0xFFFF
@@ -177,8 +177,10 @@ def parse_options(data: bytes | memoryview) -> TcpOptions | None:
     known option (MSS, WS, SACK_PERM, TS, SACK) with the wrong length.  EOL ends parsing;
     NOPs are skipped; unknown kinds are kept in `unknown` and otherwise ignored.
     """
-    o = TcpOptions()
     n = len(data)
+    if n == 12 and data[:4] == _NOP_NOP_TS:       # fast path: what nearly every segment carries
+        return TcpOptions(timestamp=_TS_BARE.unpack_from(data, 4))
+    o = TcpOptions()
     i = 0
     while i < n:
         kind = data[i]
@@ -242,19 +244,27 @@ class TcpSegment:
                 f"ack={self.ack} win={self.window} len={len(self.payload)} {self.options})")
 
 
-def build_tcp(seg: TcpSegment, src_ip: bytes, dst_ip: bytes) -> bytes:
-    """TCP header + options + payload with a valid checksum over the IPv4 pseudo-header."""
+def _tcp_header(seg: TcpSegment, src_ip: bytes, dst_ip: bytes) -> bytes:
+    """TCP header + options, checksum (over pseudo-header, header and payload) filled in."""
     opts = build_options(seg.options)
     hlen = TCP_HEADER_LEN + len(opts)
-    hdr = _TCP.pack(seg.src_port, seg.dst_port, seg.seq & 0xFFFFFFFF, seg.ack & 0xFFFFFFFF,
-                    (hlen >> 2) << 4, seg.flags & 0xFF, seg.window & 0xFFFF, 0, seg.urgent)
-    total = hlen + len(seg.payload)
-    init = pseudo_header_sum(src_ip, dst_ip, IPPROTO_TCP, total)
-    raw = bytearray(hdr + opts)
-    raw += seg.payload
-    csum = checksum(raw, init)
-    raw[16:18] = _U16.pack(csum)
-    return bytes(raw)
+    payload = seg.payload
+    fields = [seg.src_port, seg.dst_port, seg.seq & 0xFFFFFFFF, seg.ack & 0xFFFFFFFF,
+              (hlen >> 2) << 4, seg.flags & 0xFF, seg.window & 0xFFFF, 0, seg.urgent]
+    hdr = _TCP.pack(*fields) + opts
+    # sum the parts separately (the header is a whole number of 16-bit words): no concatenation
+    s = pseudo_header_sum(src_ip, dst_ip, IPPROTO_TCP, hlen + len(payload)) + int.from_bytes(hdr, "big")
+    if payload:
+        p = int.from_bytes(payload, "big")
+        s += p << 8 if len(payload) & 1 else p
+    r = s % 0xFFFF or 0xFFFF
+    fields[7] = ~r & 0xFFFF
+    return _TCP.pack(*fields) + opts
+
+
+def build_tcp(seg: TcpSegment, src_ip: bytes, dst_ip: bytes) -> bytes:
+    """TCP header + options + payload with a valid checksum over the IPv4 pseudo-header."""
+    return _tcp_header(seg, src_ip, dst_ip) + seg.payload
 
 
 def parse_tcp(data: bytes | memoryview, src_ip: bytes | None = None, dst_ip: bytes | None = None) -> TcpSegment | None:
@@ -306,9 +316,9 @@ def build_ipv4(src: bytes, dst: bytes, payload_len: int, *, protocol: int = IPPR
     """A 20-byte IPv4 header (no options) with a valid header checksum."""
     tos = ((dscp & 0x3F) << 2) | (ecn & 3)
     ff = IP_DF if dont_fragment else 0
-    hdr = bytearray(_IPV4.pack(0x45, tos, IPV4_HEADER_LEN + payload_len, ident & 0xFFFF, ff, ttl, protocol, 0, src, dst))
-    hdr[10:12] = _U16.pack(checksum(hdr))
-    return bytes(hdr)
+    tot = IPV4_HEADER_LEN + payload_len
+    csum = checksum(_IPV4.pack(0x45, tos, tot, ident & 0xFFFF, ff, ttl, protocol, 0, src, dst))
+    return _IPV4.pack(0x45, tos, tot, ident & 0xFFFF, ff, ttl, protocol, csum, src, dst)
 
 
 def parse_ipv4(data: bytes | memoryview, verify: bool = True) -> tuple[IPv4Header, memoryview] | None:
@@ -329,8 +339,9 @@ def parse_ipv4(data: bytes | memoryview, verify: bool = True) -> tuple[IPv4Heade
 def build_packet(src: bytes, dst: bytes, seg: TcpSegment, *, ecn: int = ECN_NOT_ECT, dscp: int = 0,
                  ttl: int = 64, ident: int = 0) -> bytes:
     """A whole IPv4 + TCP packet (no link-layer header), both checksums valid."""
-    tcp = build_tcp(seg, src, dst)
-    return build_ipv4(src, dst, len(tcp), ecn=ecn, dscp=dscp, ttl=ttl, ident=ident) + tcp
+    hdr = _tcp_header(seg, src, dst)
+    ip = build_ipv4(src, dst, len(hdr) + len(seg.payload), ecn=ecn, dscp=dscp, ttl=ttl, ident=ident)
+    return b"".join((ip, hdr, seg.payload))
 
 
 def parse_packet(data: bytes | memoryview, verify: bool = True) -> tuple[IPv4Header, TcpSegment] | None:
