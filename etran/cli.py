@@ -11,6 +11,7 @@ from .errors import EtranError
 # Modules that provide `register(subparsers)`; each adds its subcommands with
 # `set_defaults(func=...)` where func(args) -> int.
 COMMAND_MODULES = [
+    "etran.kernel.cli",
     "etran.testbed.cli",
     "etran.daemon.cli",
     "etran.bench.cli",
