@@ -45,6 +45,24 @@ def unique_name() -> str:
     return "t" + uuid.uuid4().hex[:6]
 
 
+@pytest.fixture
+def veth_ns(unique_name):
+    """A namespace with a veth pair va <-> vb (both up), removed afterwards whatever happens."""
+    from pyroute2 import NetNS
+    from pyroute2 import netns as p2netns
+
+    name = f"{unique_name}-veth"
+    p2netns.create(name)
+    try:
+        with NetNS(name) as ns:
+            ns.link("add", ifname="va", kind="veth", peer={"ifname": "vb"})
+            for ifname in ("va", "vb"):
+                ns.link("set", index=ns.link_lookup(ifname=ifname)[0], state="up")
+        yield name
+    finally:
+        p2netns.remove(name)
+
+
 def have_tool(name: str) -> bool:
     return shutil.which(name) is not None
 

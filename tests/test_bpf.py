@@ -28,24 +28,6 @@ XDP_DROP, XDP_PASS, XDP_TX = 1, 2, 3
 pytestmark = pytest.mark.kernel
 
 
-@pytest.fixture
-def veth_ns(unique_name):
-    """A namespace with a veth pair va <-> vb, removed afterwards whatever happens."""
-    from pyroute2 import NetNS
-    from pyroute2 import netns as p2netns
-
-    name = f"{unique_name}-bpf"
-    p2netns.create(name)
-    try:
-        with NetNS(name) as ns:
-            ns.link("add", ifname="va", kind="veth", peer={"ifname": "vb"})
-            for ifname in ("va", "vb"):
-                ns.link("set", index=ns.link_lookup(ifname=ifname)[0], state="up")
-        yield name
-    finally:
-        p2netns.remove(name)
-
-
 # ---- build ---------------------------------------------------------------------------
 
 def test_build_is_cached_by_content_and_rebuilt_on_header_change(tmp_path, monkeypatch):

@@ -77,30 +77,20 @@ def test_queue_full_is_refused_and_counted(kernel):
     assert kernel.host_pub().gen_dropped == 1  # push_gen stops at the first refusal
 
 
-def test_daemon_live_frames_send_pending_packets(kernel, unique_name):
-    from pyroute2 import NetNS
-    from pyroute2 import netns as p2netns
-
-    name = f"{unique_name}-gen"
-    p2netns.create(name)
-    try:
-        with NetNS(name) as ns:
-            ns.link("add", ifname="nic", kind="veth", peer={"ifname": "wire"})
-            for ifname in ("nic", "wire"):
-                ns.link("set", index=ns.link_lookup(ifname=ifname)[0], state="up")
-        with netns.enter(name):
-            nic = socket.if_nametoindex("nic")
-            kernel.map("tx_ports").update(NIC_SLOT, nic)  # a DEVMAP entry is written from inside the namespace
-        with BpfObject.load("counter") as sink:
-            attach_xdp("wire", sink.program("count_packets"), netns=name)
+def test_daemon_live_frames_send_pending_packets(kernel, veth_ns):
+    with netns.enter(veth_ns):
+        nic = socket.if_nametoindex("va")  # the host's NIC; its peer vb is the wire
+        kernel.map("tx_ports").update(NIC_SLOT, nic)  # a DEVMAP entry is written from inside the namespace
+    with BpfObject.load("counter") as sink:
+        attach_xdp("vb", sink.program("count_packets"), netns=veth_ns)
+        try:
             kernel.push_gen([desc(k, 6000 + k) for k in range(5)])
-            with netns.enter(name):
+            with netns.enter(veth_ns):
                 kernel.run_gen(5, nic)
             deadline = time.monotonic() + 2
             while PktCounter.from_buffer_copy(sink.map("counters").lookup(0)).packets < 5:
                 assert time.monotonic() < deadline, "the live frames did not reach the wire"
                 time.sleep(0.01)
-            detach_xdp("wire", netns=name)
-        assert kernel.host_pub().gen_pending == 0
-    finally:
-        p2netns.remove(name)
+        finally:
+            detach_xdp("vb", netns=veth_ns)
+    assert kernel.host_pub().gen_pending == 0

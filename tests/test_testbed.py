@@ -17,11 +17,12 @@ from pyroute2 import IPRoute
 from etran import netns
 from etran import errors
 from etran.testbed import LinkSettings, Testbed
+from etran import cli as etran_cli
 from etran.testbed import cli as tb_cli
 from etran.testbed import offload, switch
 from etran.testbed.traffic import ping, udp_flow
 
-CLI = [sys.executable, "-m", "etran.testbed.cli"]  # the test-bed commands of `etran`
+CLI = [sys.executable, "-m", "etran"]
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -70,7 +71,7 @@ def test_bad_names(name):
 
 
 def run_cli_in_process(argv, capsys):
-    rc = tb_cli.main(argv)
+    rc = etran_cli.main(argv)
     out = capsys.readouterr()
     return rc, out.out, out.err
 
@@ -91,7 +92,7 @@ def test_cli_bad_arguments(capsys):
     rc, _, err = run_cli_in_process(["testbed", "set", "--name", "tbadnothere"], capsys)
     assert rc == 2 and "nothing to change" in err
     with pytest.raises(SystemExit):
-        tb_cli.main(["testbed", "up", "--hosts", "two"])
+        etran_cli.main(["testbed", "up", "--hosts", "two"])
 
 
 def test_cli_registers_subcommands():

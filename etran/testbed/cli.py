@@ -261,23 +261,3 @@ def cmd_exec(args: argparse.Namespace) -> int:
     except OSError as e:
         raise TestbedError(f"cannot run {cmd[0]!r} in {ns}: {e.strerror}") from e
     return 127  # not reached
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Just the test-bed commands (`python -m etran.testbed.cli ...`); `etran` has them all."""
-    from ..errors import EtranError
-
-    parser = argparse.ArgumentParser(prog="etran", description="etran test bed commands")
-    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except EtranError as e:
-        print(f"etran: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
