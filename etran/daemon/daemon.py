@@ -324,7 +324,10 @@ class Daemon:
                         log.warning("live-frame generation failed: %s", e)
                 seen = hp.gen_popped
                 try:
-                    if self.blocking(self.neighbours.resolve_misses) == 0 and time.monotonic() >= next_refresh:
+                    misses = self.neighbours.pop_misses()
+                    if misses:
+                        self.blocking(self.neighbours.resolve, misses)
+                    elif time.monotonic() >= next_refresh:
                         self.blocking(self.neighbours.refresh)
                         next_refresh = time.monotonic() + 1.0
                 except Exception as e:  # never let a netlink hiccup stop the clock

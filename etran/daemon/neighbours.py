@@ -56,17 +56,19 @@ class Neighbours:
         self.known = table
         return changed
 
-    def resolve_misses(self) -> int:
-        """Destinations the hook had no neighbour for: find their next hop, nudge ARP."""
+    def pop_misses(self) -> set[str]:
+        """Destinations the hook found no neighbour for since the last call (one syscall when none)."""
         q = self.kernel.map("neigh_miss")
         misses = set()
-        while True:
+        for _ in range(256):
             raw = q.pop()
             if raw is None:
                 break
             misses.add(socket.inet_ntoa(raw[:4]))
-        if not misses:
-            return 0
+        return misses
+
+    def resolve(self, misses: set[str]) -> None:
+        """Find the next hop of each destination and nudge the kernel to ARP for it."""
         with IPRoute() as ipr:
             for dst in misses:
                 with contextlib.suppress(Exception):
@@ -78,4 +80,3 @@ class Neighbours:
                         s.setblocking(False)
                         s.sendto(b"", (gw or dst, 9))
         self.refresh()
-        return len(misses)
