@@ -45,6 +45,7 @@ class Engine:
         self._tx = self.xsk.tx_batch
         self._tx_n = 0  # reserved
         self._tx_i = 0  # written
+        self._tx_want = 1  # frames to reserve at a time (adapts to the batch sizes seen)
         self._blank = session.host_mac_bytes * 2 + BLANK_ETHERTYPE + bytes(BLANK_LEN - 14)
         self._host_pub = session.host_pub[0]
         self.rx_frames = 0
@@ -124,11 +125,13 @@ class Engine:
     def tx_frame(self) -> int:
         """A UMEM offset to write one outgoing frame at (commit() it), or -1 if none is free now."""
         if self._tx_i >= self._tx_n:
-            self.flush()
-            n = self.xsk.reserve()
+            if self._tx_i:  # a batch outgrew its reservation: submit it, reserve more next time
+                self.flush()
+                self._tx_want = min(self._tx_want * 2, self._tx.capacity)
+            n = self.xsk.reserve(self._tx_want)
             if not n:
                 self.xsk.complete()
-                n = self.xsk.reserve()
+                n = self.xsk.reserve(self._tx_want)
                 if not n:
                     return -1
             self._tx_n = n
@@ -161,6 +164,9 @@ class Engine:
         if not i and not self._tx_n:
             return 0
         self.xsk.submit(i)
+        # reserve about what the last batch needed: a frame at a time for request/response,
+        # up to a whole batch for bulk senders (unused reserved frames cost a free each)
+        self._tx_want = min(max(i, 1), self._tx.capacity)
         self._tx_n = self._tx_i = 0
         self.tx_frames += i
         return i
