@@ -37,7 +37,9 @@ from etran.bench.frames import echo_reply, ip_checksum, pattern_payload, udp_fra
 from etran.bench.stats import rank
 
 ROOT = Path(__file__).resolve().parents[1]
-AFXDP_SERIES = ["afxdp-spin", "udp-blocking", "tcp-blocking", "tcp-spin"]
+DEMO_SERIES = ["afxdp-spin", "udp-blocking", "tcp-blocking", "tcp-spin"]  # Python over bare AF_XDP and the kernel
+AFXDP_SERIES = ["afxdp-spin", "c-afxdp", "udp-blocking", "tcp-blocking", "tcp-spin",  # then daemons start
+                "c-etran", "etran-udp-spin", "etran-udp-blocking"]
 
 
 # ---- percentiles --------------------------------------------------------------------------
@@ -187,6 +189,31 @@ def test_table_shows_ratios_to_the_baseline():
     assert "afxdp" in text and "0.12" in text and "…" not in text
 
 
+def test_table_and_json_show_ratios_to_reference_series(tmp_path):
+    from rich.console import Console
+
+    from etran.bench.report import table
+
+    inv = _invocation({"py": [20_000] * 10, "c": [10_000] * 10, "ce": [16_000] * 10, "tcp": [128_000] * 10},
+                      baseline="tcp")
+    inv.references = {"c": "C", "ce": "Ce", "missing": "M"}
+    con = Console(record=True, width=200)
+    con.print(table(inv))
+    text = con.export_text()
+    assert "xC p50" in text and "xC p999" in text and "xCe p50" in text and "xCe p99" not in text
+    assert "xM" not in text  # a reference that did not run has no columns
+    assert "2.00" in text and "1.25" in text and "ratio to C" in text
+    con = Console(record=True, width=80)
+    con.print(table(inv, compact=True))
+    text = con.export_text()
+    assert "xC p50" in text and "xC p99" not in text and "xCe" not in text
+    data = json.loads(inv.to_json())
+    assert data["references"] == {"c": "C", "ce": "Ce", "missing": "M"}
+    assert data["ratios_to"]["c"]["py"]["p50"] == pytest.approx(2.0) and data["ratios_to"]["missing"] == {}
+    back = Invocation.load(inv.write(tmp_path / "r.json"))
+    assert back.references == inv.references and back.to_dict() == inv.to_dict()
+
+
 # ---- the shared runner, with a fake benchmark ------------------------------------------
 
 def test_run_benchmark_quick_json_and_registry(tmp_path, capsys):
@@ -298,9 +325,16 @@ def test_bench_afxdp_quick_end_to_end(tmp_path, unique_name):
     assert inv.get("afxdp-spin").info["client_xsk_mode"] in ("copy", "zerocopy")
     assert data["ratios"]["tcp-blocking"] == {"p50": 1.0, "p99": 1.0, "p999": 1.0}
     assert set(data["ratios"]) == set(AFXDP_SERIES)
-    for line in ("AF_XDP busy-poll", "kernel UDP blocking", "kernel TCP blocking", "kernel TCP non-blocking"):
+    for line in ("AF_XDP busy-poll", "kernel UDP blocking", "kernel TCP blocking", "kernel TCP non-blocking",
+                 "C AF_XDP busy-poll (the C floor)", "etran UDP busy-poll", "etran UDP blocking"):
         assert line in p.stdout
-    assert "x p50" in p.stdout and str(out) in p.stdout.replace("\n", "")
+    assert "x p50" in p.stdout and "xC p50" in p.stdout and str(out) in p.stdout.replace("\n", "")
+    assert data["params"]["testbed"]["daemons"] is True
+    assert data["references"] == {"c-afxdp": "C", "c-etran": "Ce"}
+    assert data["ratios_to"]["c-afxdp"]["c-afxdp"] == {"p50": 1.0, "p99": 1.0, "p999": 1.0}
+    assert set(data["ratios_to"]["c-afxdp"]) == set(AFXDP_SERIES)
+    assert inv.get("c-afxdp").info["client_path"] == "nic" and inv.get("c-etran").info["client_path"] == "etran"
+    assert "afxdp-spin / c-afxdp" in p.stdout and "etran-udp-spin / afxdp-spin" in p.stdout
 
 
 @pytest.mark.kernel
@@ -347,6 +381,6 @@ def test_demo_runs_and_cleans_up(tmp_path, unique_name):
     steps = data["params"]["step_results"]
     assert set(steps) == {"afxdp-burst", "afxdp-echo"} and all(s["ok"] for s in steps.values())
     assert steps["afxdp-burst"]["received"] == 500 and steps["afxdp-burst"]["mismatched"] == 0
-    assert [s["name"] for s in data["series"]] == AFXDP_SERIES
+    assert [s["name"] for s in data["series"]] == DEMO_SERIES
     assert all(s["summary"]["count"] == 300 for s in data["series"])
     assert "etran demo" in p.stdout and "identical and in order" in p.stdout

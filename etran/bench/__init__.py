@@ -7,8 +7,10 @@
   registry  Benchmark (base class), @register_benchmark, run_benchmark, the common options
   worker    worker processes inside test-bed hosts (READY / PROGRESS / RESULT lines)
   frames    raw Ethernet/IPv4/UDP frames for AF_XDP
-  echo      the echo server and client (AF_XDP, kernel UDP, kernel TCP)
-  afxdp     `etran bench afxdp`: the round-trip floor
+  echo      the echo server and client (AF_XDP, kernel UDP, kernel TCP, etran UDP, C)
+  cecho     the C echo as an echo worker: XDP program or daemon registration, then the C program
+  native    the C tools in bench/c (xdp_echo.c), built with gcc and cached by content
+  afxdp     `etran bench afxdp`: the round-trip floor; add_c_floor() for any benchmark
   cli       `etran bench ...`
 """
 

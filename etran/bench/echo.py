@@ -8,6 +8,13 @@ Modes (the same on both sides):
   udp       kernel UDP, blocking recv on both sides.
   tcp       kernel TCP with TCP_NODELAY, blocking recv on both sides.
   tcp-spin  kernel TCP with TCP_NODELAY, non-blocking sockets spinning on recv on both sides.
+  etran-udp, etran-udp-spin
+            etran's own UDP transport (etran.udp.UdpSocket) through the host's daemon and
+            tenant ports: blocking in poll(2) (ETRAN_POLL=block), or spinning on the rings
+            (ETRAN_POLL=busy).  Needs an etran daemon on both hosts.
+  c-afxdp, c-etran
+            the C echo (etran/bench/c/xdp_echo.c, busy-poll on both sides), on the NIC like
+            `afxdp` or through tenant ports like `etran-udp`: see etran.bench.cecho.
 
 The client does `--warmup` unmeasured round trips, then `--count` measured ones (stopping
 early at `--time-limit` seconds, reported as `truncated`).  A round trip is timed with
@@ -33,7 +40,7 @@ from typing import Any
 from .frames import ETH_P_IP, IPPROTO_UDP, UDP_PAYLOAD_OFFSET, pattern_payload, udp_frame
 from .worker import ClientRun, Counter, Stop, Switches, child_setup, emit, emit_result, stopped
 
-MODES = ("afxdp", "udp", "tcp", "tcp-spin")
+MODES = ("afxdp", "udp", "tcp", "tcp-spin", "etran-udp", "etran-udp-spin", "c-afxdp", "c-etran")
 SEQ = struct.Struct("!Q")
 SO_RCVTIMEO = socket.SO_RCVTIMEO
 
@@ -402,11 +409,138 @@ def _tcp_client_loop(s: socket.socket, run: ClientRun, payload: bytearray, spin:
             return
 
 
+# ---- etran UDP (etran.udp.UdpSocket through the daemon's tenant ports) --------------------
+
+def _etran_udp_socket(args: argparse.Namespace) -> Any:
+    """A bound etran UDP socket; the engine waits the way ETRAN_POLL says (set here from the mode)."""
+    import os
+
+    os.environ["ETRAN_POLL"] = "busy" if args.mode == "etran-udp-spin" else "block"
+    os.environ.setdefault("ETRAN_APP_NAME", f"bench-{args.mode}[{os.getpid()}]")
+    from ..udp import UdpSocket
+
+    sock = UdpSocket()
+    try:
+        sock.bind(args.port)
+    except BaseException:
+        _etran_udp_close(sock)
+        raise
+    return sock
+
+
+def _etran_udp_close(sock: Any) -> None:
+    try:
+        sock.close()
+    finally:
+        sock.engine.close()
+        sock.engine.session.close()
+
+
+def _etran_udp_info(sock: Any) -> dict[str, Any]:
+    e = sock.engine
+    return {"poll": "busy" if e.busy_poll else "block", "engine": {"rx_frames": e.rx_frames, "tx_frames": e.tx_frames,
+                                                                    "blank_frames": e.blank_frames},
+            "slot": e.session.slot}
+
+
+def etran_udp_server(args: argparse.Namespace) -> dict[str, Any]:
+    sock = _etran_udp_socket(args)
+    done = Counter()
+    try:
+        emit("READY")
+        sw = Switches()
+        stopped(_etran_udp_echo_loop, sock, time.monotonic() + args.time_limit, done)
+        return {"echoed": done.n, **sw.since(), **_etran_udp_info(sock)}
+    finally:
+        _etran_udp_close(sock)
+
+
+def _etran_udp_echo_loop(sock: Any, deadline: float, done: Counter) -> None:
+    recvfrom, sendto = sock.recvfrom, sock.sendto
+    while True:
+        try:
+            data, addr = recvfrom(65536, 1.0)  # wake up to check the deadline
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                return
+            continue
+        sendto(data, addr)
+        done.n += 1
+
+
+def etran_udp_client(args: argparse.Namespace) -> dict[str, Any]:
+    sock = _etran_udp_socket(args)
+    run = ClientRun(args.count, args.warmup, args.time_limit, args.rtt_timeout)
+    try:
+        emit("READY")
+        run.interrupted = stopped(_etran_udp_client_loop, sock, run, pattern_payload(args.payload),
+                                  (args.peer_ip, args.peer_port), args.rtt_timeout)
+        return run.result(**_etran_udp_info(sock))
+    finally:
+        _etran_udp_close(sock)
+
+
+def _etran_udp_client_loop(sock: Any, run: ClientRun, payload: bytearray, peer: tuple[str, int],
+                           rtt_timeout: float) -> None:
+    plen = len(payload)
+    sendto, recvfrom = sock.sendto, sock.recvfrom
+    pack_into, unpack_from = SEQ.pack_into, SEQ.unpack_from
+    pc = time.perf_counter_ns
+    append = run.recorder.append
+    tick = run.progress.tick
+    deadline_ns, warmup = run.deadline_ns, run.warmup
+    for i in range(run.total):
+        pack_into(payload, 0, i)
+        ok = False
+        t0 = pc()
+        sendto(payload, peer)
+        while True:
+            try:
+                data, _ = recvfrom(65536, rtt_timeout)
+            except TimeoutError:  # lost
+                break
+            if len(data) == plen and data == payload:
+                ok = True
+                break
+            if len(data) >= 8 and unpack_from(data)[0] == i:
+                run.corrupt += 1
+                ok = True
+                break
+            # a late reply to an earlier (lost) request: keep waiting for ours
+        t1 = pc()
+        if not ok:
+            run.lost += 1
+        elif i >= warmup:
+            append(t1 - t0)
+            tick(i - warmup + 1)
+        if t1 > deadline_ns:
+            run.truncated = i + 1 < run.total
+            return
+
+
+# ---- C (etran.bench.cecho) -------------------------------------------------------------
+
+def c_server(args: argparse.Namespace) -> dict[str, Any]:
+    from . import cecho
+
+    return cecho.server(args)
+
+
+def c_client(args: argparse.Namespace) -> dict[str, Any]:
+    from . import cecho
+
+    return cecho.client(args)
+
+
 ROLES = {
     ("server", "afxdp"): afxdp_server, ("client", "afxdp"): afxdp_client,
     ("server", "udp"): udp_server, ("client", "udp"): udp_client,
     ("server", "tcp"): tcp_server, ("client", "tcp"): tcp_client,
     ("server", "tcp-spin"): tcp_server, ("client", "tcp-spin"): tcp_client,
+    ("server", "etran-udp"): etran_udp_server, ("client", "etran-udp"): etran_udp_client,
+    ("server", "etran-udp-spin"): etran_udp_server, ("client", "etran-udp-spin"): etran_udp_client,
+    ("server", "c-afxdp"): c_server, ("client", "c-afxdp"): c_client,
+    ("server", "c-etran"): c_server, ("client", "c-etran"): c_client,
 }
 
 
@@ -432,7 +566,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.role == "client" and (args.peer_ip is None or args.peer_port is None):
         ap.error("the client needs --peer-ip and --peer-port")
-    if args.role == "client" and args.mode == "afxdp" and (args.mac is None or args.peer_mac is None):
+    if args.role == "client" and args.mode in ("afxdp", "c-afxdp") and (args.mac is None or args.peer_mac is None):
         ap.error("the AF_XDP client needs --mac and --peer-mac")
     return args
 

@@ -96,6 +96,7 @@ class Benchmark:
     help: ClassVar[str] = ""
     description: ClassVar[str] = ""
     baseline: ClassVar[str | None] = None      # the series ratios are stated against
+    references: ClassVar[dict[str, str]] = {}  # further series ratios are stated against: {name: column tag}
     count: ClassVar[int] = 20_000               # measured operations per series
     quick_count: ClassVar[int] = 2_000
     warmup: ClassVar[int] = 1_000
@@ -113,6 +114,10 @@ class Benchmark:
 
     def run(self, ctx: RunContext) -> None:
         raise NotImplementedError
+
+    def summary(self, inv: Invocation) -> list[str]:
+        """Lines printed under the table (e.g. ratios between particular series)."""
+        return []
 
 
 def add_common_arguments(p: argparse.ArgumentParser, bench: type[Benchmark]) -> None:
@@ -159,7 +164,8 @@ def run_benchmark(bench_cls: type[Benchmark], args: argparse.Namespace, con: Any
     if count <= 0 or warmup < 0 or time_limit <= 0:
         raise BenchError("--count must be positive, --warmup not negative and --time-limit positive")
     con = con or console()
-    inv = Invocation(benchmark=bench.name, baseline=bench.baseline, machine=machine_info())
+    inv = Invocation(benchmark=bench.name, baseline=bench.baseline, references=dict(bench.references),
+                     machine=machine_info())
     ctx = RunContext(args=args, invocation=inv, quick=quick, count=count, warmup=warmup, time_limit=time_limit,
                      keep_samples=bool(getattr(args, "samples", False)), console=con)
     inv.params = {"quick": quick, "count": count, "warmup": warmup, "time_limit_s": time_limit}
@@ -182,5 +188,8 @@ def run_benchmark(bench_cls: type[Benchmark], args: argparse.Namespace, con: Any
         path = inv.write(getattr(args, "json", None), getattr(args, "out", DEFAULT_OUT_DIR) or DEFAULT_OUT_DIR)
         if inv.series:
             print_invocation(inv, con, extra_columns=bench.extra_columns)
+            with contextlib.suppress(Exception):  # a summary must never hide the result
+                for line in bench.summary(inv):
+                    con.print(line)
         con.print(f"{status}: wrote {path}")
     return inv, path

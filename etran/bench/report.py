@@ -43,7 +43,9 @@ COMPACT_BELOW = 110  # console columns under which tables drop to the compact la
 def table(inv: Invocation, stats: Sequence[str] = LATENCY_STATS, title: str | None = None,
           extra_columns: Sequence[tuple[str, str]] = (("lost", "lost"),), compact: bool = False) -> Any:
     """The invocation as a rich Table: one row per series, latency columns in microseconds,
-    then ratios to the baseline series (same invocation only), then `extra_columns`
+    then ratios to the baseline series (same invocation only), then ratios to the
+    invocation's reference series (`x<tag>`: all of RATIO_STATS for the first, p50 for
+    the others; in compact layout p50 of the first only), then `extra_columns`
     ((info key, header) pairs, '-' when absent).  `compact` (fits 80 columns): series
     names instead of labels, the count in the caption when every series has the same,
     only the first extra column."""
@@ -55,6 +57,13 @@ def table(inv: Invocation, stats: Sequence[str] = LATENCY_STATS, title: str | No
     if inv.baseline is not None and ratios:
         with contextlib.suppress(KeyError):
             base = inv.get(inv.baseline)
+    refs: list[tuple[Series, str, tuple[str, ...], dict[str, dict[str, float]]]] = []
+    for k, (ref_name, tag) in enumerate(inv.references.items()):
+        with contextlib.suppress(KeyError):
+            ref = inv.get(ref_name)
+            if ref.ok and ref is not base and (k == 0 or not compact):
+                shown = tuple(RATIO_STATS) if k == 0 and not compact else ("p50",)
+                refs.append((ref, tag, shown, inv.ratios(ref_name, stats=shown)))
     counts = {s.summary.count for s in inv.series if s.summary}
     show_n = not compact or len(counts) > 1
     if compact:
@@ -67,6 +76,8 @@ def table(inv: Invocation, stats: Sequence[str] = LATENCY_STATS, title: str | No
                        + (f", load {m['loadavg'][0]:.2f}" if m.get("loadavg") else ""))
     if base is not None:
         caption.append(f"x: ratio to {base.name if compact else base.label}, same invocation")
+    for ref, tag, _, _ in refs:
+        caption.append(f"x{tag}: ratio to {ref.name if compact else ref.label}")
     t = Table(box=box.SIMPLE_HEAD, title=title or f"etran bench {inv.benchmark}", caption="\n".join(caption),
               pad_edge=False)
     t.add_column("series", ratio=1, min_width=12)
@@ -77,6 +88,9 @@ def table(inv: Invocation, stats: Sequence[str] = LATENCY_STATS, title: str | No
     if base is not None:
         for st in RATIO_STATS:
             t.add_column(f"x {st}", justify="right", no_wrap=True)
+    for _, tag, shown, _ in refs:
+        for st in shown:
+            t.add_column(f"x{tag} {st}", justify="right", no_wrap=True)
     for key, header in extra_columns:
         t.add_column(header, justify="right", no_wrap=True)
     for s in inv.series:
@@ -86,6 +100,8 @@ def table(inv: Invocation, stats: Sequence[str] = LATENCY_STATS, title: str | No
         if base is not None:
             r = ratios.get(s.name, {})
             row += [("[bold]1.00[/bold]" if s is base else fmt_ratio(r.get(st))) for st in RATIO_STATS]
+        for ref, _, shown, rr in refs:
+            row += [("[bold]1.00[/bold]" if s is ref else fmt_ratio(rr.get(s.name, {}).get(st))) for st in shown]
         row += [_fmt_info(s, key) for key, _ in extra_columns]
         if s.error:
             row[0] = f"{label} [red]({s.error})[/red]"

@@ -9,6 +9,10 @@ Ratios.  This machine is noisy: two runs minutes apart differ by more than the e
 measure.  So a ratio is only ever stated between two series of the same invocation:
 `ratio(a, b)` raises CrossInvocationRatioError when their invocation ids differ, and the
 JSON file carries only ratios computed inside it.
+
+Besides the baseline (`ratios`), an invocation may name reference series (`references`,
+{series name: short tag}, e.g. the C floor as "C"): the file then also carries the ratios
+of every series to each of them (`ratios_to`), and tables show them as `x<tag>` columns.
 """
 
 from __future__ import annotations
@@ -119,6 +123,7 @@ class Invocation:
     duration_s: float | None = None
     machine: dict[str, Any] = field(default_factory=dict)
     baseline: str | None = None
+    references: dict[str, str] = field(default_factory=dict)  # further series ratios are stated against
     series: list[Series] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     status: str = "running"   # running | complete | interrupted | failed
@@ -172,6 +177,11 @@ class Invocation:
     # ---- life cycle ------------------------------------------------------------------
     def finish(self, status: str = "complete") -> None:
         self.finished = _now()
+        if self.machine:
+            try:
+                self.machine["loadavg_end"] = list(os.getloadavg())
+            except OSError:
+                pass
         start = _dt.datetime.fromisoformat(self.started.replace("Z", "+00:00"))
         end = _dt.datetime.fromisoformat(self.finished.replace("Z", "+00:00"))
         self.duration_s = round((end - start).total_seconds(), 3)
@@ -182,7 +192,8 @@ class Invocation:
         return {"schema": SCHEMA, "benchmark": self.benchmark, "invocation_id": self.id, "status": self.status,
                 "started": self.started, "finished": self.finished, "duration_s": self.duration_s,
                 "machine": self.machine, "params": self.params, "baseline": self.baseline,
-                "ratios": self.ratios(), "notes": self.notes,
+                "ratios": self.ratios(), "references": dict(self.references),
+                "ratios_to": {ref: self.ratios(ref) for ref in self.references}, "notes": self.notes,
                 "series": [s.to_dict(with_samples) for s in self.series]}
 
     @classmethod
@@ -191,7 +202,8 @@ class Invocation:
             raise BenchError(f"not an etran benchmark result (schema {d.get('schema')!r}, expected {SCHEMA!r})")
         inv = cls(benchmark=d["benchmark"], params=dict(d.get("params") or {}), id=d["invocation_id"],
                   started=d["started"], finished=d.get("finished"), duration_s=d.get("duration_s"),
-                  machine=dict(d.get("machine") or {}), baseline=d.get("baseline"), notes=list(d.get("notes") or []),
+                  machine=dict(d.get("machine") or {}), baseline=d.get("baseline"),
+                  references=dict(d.get("references") or {}), notes=list(d.get("notes") or []),
                   status=d.get("status", "complete"))
         for s in d.get("series", []):
             inv.add(Series.from_dict(s))

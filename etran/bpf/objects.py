@@ -34,7 +34,9 @@ BPF_F_RDONLY_PROG = 1 << 7
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
 BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
 PAGE = mmap.PAGESIZE
-LOG_BUF_SIZE = 16 * 1024 * 1024
+# Per program, for the verifier's log when loading fails. Since Linux 6.4 the log rotates: a
+# short buffer keeps its end, which is where the verifier says what it rejected.
+LOG_BUF_SIZE = 256 * 1024
 
 
 def _to_bytes(value: Key, size: int, what: str) -> bytes:
@@ -510,7 +512,8 @@ class BpfObject:
             detail = "\n".join(messages[-20:])
             raise EtranError(f"loading eBPF object {self.path.name} failed: {os.strerror(err)}\n{detail}")
         self.loaded = True
-        self._log_buffers = buffers  # libbpf keeps pointers until close
+        for p, _ in buffers:  # libbpf reads the buffers only while loading
+            lb.lib.bpf_program__set_log_buf(p, None, 0)
 
     def program(self, name: str) -> Program:
         if name not in self._programs:

@@ -43,7 +43,9 @@ SO_PEERCRED = 17
 DEFAULT_FRAMES = 4096
 FRAME_SIZE = 2048
 RING_SIZE = 2048
-TICK = 0.002
+TICK_BUSY = 0.001  # seconds between looks at the generation queue while it is in use
+TICK_IDLE = 0.032  # ... and at most this when it is not
+NEIGH_EVERY = 0.02
 
 
 @dataclass
@@ -305,31 +307,41 @@ class Daemon:
         await self._stopping.wait()
         ticker.cancel()
 
-    async def _ticker(self, interval: float = TICK) -> None:
-        """The daemon's clock: every tick, send control packets no application's blank frame
-        picked up (the second XDP_GEN producer: live frames), and resolve neighbour misses;
-        every second, refresh the neighbour map."""
+    async def _ticker(self) -> None:
+        """The daemon's clock. Each tick: send the control packets no application's blank frame
+        picked up since the last tick (the second XDP_GEN producer: live frames). Every
+        NEIGH_EVERY: resolve neighbour misses; every second: refresh the neighbour map.
+
+        The tick is TICK_BUSY while control packets are being generated and backs off to
+        TICK_IDLE when nothing was pushed for a while, so an idle daemon hardly wakes up."""
         pub = self.kernel.map("host_pub").mmap_array(HostPub, readonly=True)
         try:
-            seen = 0
-            next_refresh = time.monotonic() + 1.0
+            seen_popped = seen_pushed = 0
+            interval = TICK_BUSY
+            now = time.monotonic()
+            next_neigh, next_refresh = now + NEIGH_EVERY, now + 1.0
             while True:
                 await asyncio.sleep(interval)
                 hp = pub[0]
-                pending, popped = hp.gen_pending, hp.gen_popped
-                if pending and popped == seen:  # nobody drained the queue since the last look
+                pending, popped, pushed = hp.gen_pending, hp.gen_popped, hp.gen_pushed
+                if pending and popped == seen_popped:  # nobody drained the queue since the last look
                     try:
                         self.kernel.run_gen(min(pending, 256), self.nic_ifindex)
                     except OSError as e:
                         log.warning("live-frame generation failed: %s", e)
-                seen = hp.gen_popped
+                interval = TICK_BUSY if pushed != seen_pushed else min(interval * 2, TICK_IDLE)
+                seen_popped, seen_pushed = hp.gen_popped, pushed
+                now = time.monotonic()
+                if now < next_neigh:
+                    continue
+                next_neigh = now + NEIGH_EVERY
                 try:
                     misses = self.neighbours.pop_misses()
                     if misses:
                         self.blocking(self.neighbours.resolve, misses)
-                    elif time.monotonic() >= next_refresh:
+                    elif now >= next_refresh:
                         self.blocking(self.neighbours.refresh)
-                        next_refresh = time.monotonic() + 1.0
+                        next_refresh = now + 1.0
                 except Exception as e:  # never let a netlink hiccup stop the clock
                     log.warning("neighbour refresh failed: %s", e)
         finally:
