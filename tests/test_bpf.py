@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import socket
@@ -18,7 +17,7 @@ from scapy.layers.l2 import Ether
 from etran import netns
 from etran.bpf import BpfObject, Map
 from etran.bpf.attach import attach_tc, attach_xdp, detach_tc, detach_xdp, xdp_program_id
-from etran.errors import BuildError, PrivilegeError, VerifierError
+from etran.errors import BuildError, VerifierError
 from etran.kernel import build
 from etran.kernel.structs import PktCounter
 

@@ -18,7 +18,7 @@ import math
 
 import pytest
 
-from etran.testbed.traffic import CE, ECT0, udp_counters, udp_flow
+from etran.testbed.traffic import ECT0, udp_counters, udp_flow
 
 N = 10_000
 P = 0.05

@@ -13,7 +13,6 @@ import socket
 from collections.abc import Iterable
 
 from ..bpf import BpfObject, Map, Program
-from ..errors import EtranError
 from ..kernel.structs import AppStats, DropReason, GenDesc, HostConfig, HostPub, Limits
 
 MAX_APPS = int(Limits.ETRAN_MAX_APPS)
@@ -125,9 +124,3 @@ def drop_counts(stats: AppStats) -> dict[str, int]:
         if reason.value < len(stats.drops) and stats.drops[reason.value] and reason != DropReason.ETRAN_DROP_NR:
             out[reason.label] = int(stats.drops[reason.value])
     return out
-
-
-def ensure_transport_known(proto: int, known: dict[int, str]) -> None:
-    if proto not in known:
-        raise EtranError(f"no etran transport for IP protocol {proto}; known: "
-                         + ", ".join(f"{p} ({n})" for p, n in sorted(known.items())))
