@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "etran.daemon.cli",
     "etran.bench.cli",
     "etran.demo",
+    "etran.tcp.cli",
 ]
 
 

@@ -24,6 +24,11 @@ def register(subparsers: Any) -> None:
     show.add_argument("files", nargs="+", metavar="FILE")
     show.set_defaults(func=cmd_show)
 
+    from . import plots, suite  # `etran bench all`, `etran bench plot`
+
+    suite.add_parser(bsub)
+    plots.add_parser(bsub)
+
     for name, cls in sorted(load_benchmarks().items()):
         p = bsub.add_parser(name, help=cls.help, description=cls.description,
                             formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -37,8 +37,12 @@ from .results import DEFAULT_OUT_DIR, BenchError, Invocation, machine_info
 # Modules whose import registers benchmarks; later benchmarks (homa, tcp, kv, c floor) add theirs here.
 BENCHMARK_MODULES = [
     "etran.bench.afxdp",
+    "etran.bench.homa",
+    "etran.bench.isolation",
+    "etran.bench.scale",
+    "etran.bench.tcp",
 ]
-RESERVED = frozenset(("list", "show"))
+RESERVED = frozenset(("list", "show", "all", "plot"))
 
 BENCHMARKS: dict[str, type[Benchmark]] = {}
 

@@ -161,7 +161,13 @@ class Daemon:
         self.policies = PolicyManager(self.kernel, app_slot_of=self.slot_of)
         for name in self.transport_names:
             t = TRANSPORTS[name](self)
-            t.start()
+            try:
+                t.start()
+            except Exception as e:  # one transport that will not load must not take the host down
+                log.error("transport %s is not available: %s", name, e)
+                with contextlib.suppress(Exception):
+                    t.stop()
+                continue
             self.transports[name] = t
         self._by_proto = {t.proto: t for t in self.transports.values()}
         # the daemon is application slot 0: its tenant port is the slow path

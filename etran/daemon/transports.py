@@ -154,3 +154,7 @@ class UdpTransport(Transport):
 TRANSPORTS: dict[str, type[Transport]] = {
     "udp": UdpTransport,
 }
+
+from . import homa as _homa  # noqa: E402,F401  (last: it builds on this module, and registers "homa")
+
+from . import tcp as _tcp  # noqa: E402,F401  (last: it builds on this module, and registers "tcp")

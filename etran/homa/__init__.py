@@ -17,9 +17,17 @@ by concern the way HomaModule is:
   cutoffs    compute_cutoffs: unscheduled priority cutoffs from a size distribution
   endpoint   HomaEndpoint: one socket; dispatches packets to the handlers (homa_incoming.c)
   events     RequestReceived, ResponseReceived, RpcAborted
+  socket     HomaSocket: the application API over etran (kernel data path, daemon timers)
+  aio        HomaSocket with coroutines (asyncio)
+  errors     HomaTimeoutError, HomaPeerUnknownError, HomaMessageTooLargeError, HomaPortInUseError
 
-The endpoint serves the daemon's control path (timeouts, RESEND, aborts, acks, cutoffs) and
-is the reference model the eBPF data path mirrors (reassembly bookkeeping, grants).
+The endpoint is the reference model of the whole protocol (tests/test_homa_logic.py). Over
+etran the same logic is split three ways (see socket.py): the eBPF data path
+(etran/kernel/bpf/homa.bpf.c: RPC state, reassembly bookkeeping, grants, egress checks and
+stamping, the answers to RESEND/NEED_ACK/ACK/CUTOFFS), the daemon's control path
+(etran/daemon/homa.py: timers, RESEND/BUSY/NEED_ACK, aborts, reaping, cutoffs, parameters) and
+the application library (socket.py, aio.py: segmentation, pacing, retransmission from the
+data it holds, reassembly of the payload, waiting).
 """
 
 from .config import HomaConfig
@@ -41,7 +49,23 @@ from .wire import (
     priority_to_tos, tos_to_priority,
 )
 
+from .errors import (
+    HomaError, HomaMessageTooLargeError, HomaPeerUnknownError, HomaPortInUseError, HomaRpcError, HomaTimeoutError,
+)
+
+
+def __getattr__(name: str):
+    # the socket API pulls in the engine (AF_XDP, ctypes): load it on first use
+    if name in ("HomaSocket", "Request", "Response", "configure", "stats"):
+        from . import socket as _socket_mod
+
+        return getattr(_socket_mod, name)
+    raise AttributeError(f"module 'etran.homa' has no attribute {name!r}")
+
+
 __all__ = [
+    "HomaSocket", "Request", "Response", "HomaError", "HomaTimeoutError", "HomaPeerUnknownError",
+    "HomaMessageTooLargeError", "HomaPortInUseError", "HomaRpcError",
     "ACK", "BUSY", "COMMON_HDR_LEN", "CONTROL_DOFF", "CUTOFFS", "DATA", "DATA_DOFF",
     "DATA_HDR_LEN", "FREEZE", "GRANT", "HOMA_MAX_ACKS_PER_PKT", "HOMA_MAX_HEADER",
     "HOMA_MAX_MESSAGE_LENGTH", "HOMA_MAX_PRIORITIES", "HOMA_MIN_DEFAULT_PORT", "IPPROTO_HOMA",

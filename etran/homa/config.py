@@ -38,6 +38,7 @@ class HomaConfig:
     grant_fifo_fraction: int = 50           # per mille of granted bytes that go to the oldest message
     fifo_grant_increment: int = 10_000      # bytes per FIFO grant
     max_gaps: int = 16                      # holes tracked per incoming message (bounded)
+    grant_increment: int = 0                # etran: grant at least this many new bytes (0: every packet)
 
     # ---- sender side --------------------------------------------------------------------
     link_mbps: int = 10_000                 # uplink rate used to drain the NIC backlog estimate

@@ -17,3 +17,16 @@ __all__ = [
     "TcpEvent", "StateChanged", "Connected", "DataReceived", "DataAcked", "PeerClosed", "Closed", "Reset",
     "ConnectionFailed",
 ]
+
+
+def __getattr__(name: str):
+    """The application API (etran.tcp.socket, etran.tcp.streams), imported on first use."""
+    if name in ("create_connection", "create_server", "TcpSocket"):
+        from . import socket as _s
+
+        return getattr(_s, name)
+    if name in ("open_connection", "start_server"):
+        from . import streams as _st
+
+        return getattr(_st, name)
+    raise AttributeError(f"module 'etran.tcp' has no attribute {name!r}")

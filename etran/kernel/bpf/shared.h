@@ -222,4 +222,356 @@ struct etran_btf_anchor {
 	enum etran_policy_limits policy_limits;
 };
 
+
+/* ---- Homa: homa.bpf.c (etran/daemon/homa.py, etran/homa/socket.py) --------------------- */
+#include <linux/bpf.h>	/* struct bpf_spin_lock */
+
+enum etran_homa_limits {
+	HOMA_MAX_GAPS = 8,		/* holes tracked per incoming message */
+	HOMA_SCHED_SLOTS = 64,		/* grantable incoming messages per host (grant table) */
+	HOMA_MAX_OVERCOMMIT = 8,	/* at most this many messages granted to at once */
+	HOMA_MAX_ACKS = 8,		/* acks a client host keeps per peer before sending an ACK packet */
+	HOMA_SIZE_BUCKETS = 48,		/* incoming message-size histogram (for cutoffs) */
+	HOMA_MAX_RPCS = 16384,		/* RPCs per host (homa_rpcs) */
+	HOMA_ETRAN_NOTIFY = 0xe0,	/* kernel -> application only, never on the wire */
+};
+#define HOMA_NO_SLOT 0xffffffffU
+
+/* enum homa_rpc_state: HomaModule's values */
+enum etran_homa_rpc_state {
+	HOMA_RPC_OUTGOING = 5,
+	HOMA_RPC_INCOMING = 6,
+	HOMA_RPC_IN_SERVICE = 8,
+	HOMA_RPC_DEAD = 9,
+};
+
+/* homa_rpc.flags */
+enum etran_homa_rpc_flags {
+	HOMA_RPCF_SCHED = 1,		/* the incoming message is in the grant table */
+	HOMA_RPCF_OVERFLOW = 2,		/* needs grants but the table was full */
+	HOMA_RPCF_SENT_ANY = 4,		/* a packet of the outgoing message went out */
+	HOMA_RPCF_IN_STARTED = 8,	/* the incoming message exists */
+};
+
+/* NOTIFY codes (homa_common_hdr.sequence of a HOMA_ETRAN_NOTIFY frame) */
+enum etran_homa_notify {
+	HOMA_NOTIFY_ABORTED = 1,	/* client RPC failed; the errno is in urgent */
+	HOMA_NOTIFY_FREED = 2,		/* server RPC gone (acked or timed out): drop its response */
+};
+
+/* homa_ctl commands (BPF_PROG_RUN by the daemon) */
+enum etran_homa_ctl_op {
+	HOMA_CTL_ABORT = 1,		/* client RPC: delete, tell the application (errno in arg) */
+	HOMA_CTL_FREE = 2,		/* server RPC: delete, tell the application */
+	HOMA_CTL_REAP = 3,		/* delete a DEAD server RPC */
+	HOMA_CTL_DROP = 4,		/* delete silently (the application is gone) */
+	HOMA_CTL_KICK = 5,		/* run the grant scheduler (a safety net) */
+	HOMA_CTL_CLEAR_SCHED = 6,	/* empty the grant table */
+};
+
+/* Homa's per-CPU counters: homa_stats[0].c[...] */
+enum etran_homa_counter {
+	HOMA_C_RX_DATA, HOMA_C_RX_GRANT, HOMA_C_RX_RESEND, HOMA_C_RX_UNKNOWN, HOMA_C_RX_BUSY,
+	HOMA_C_RX_CUTOFFS, HOMA_C_RX_NEED_ACK, HOMA_C_RX_ACK, HOMA_C_RX_FREEZE,
+	HOMA_C_RX_MALFORMED, HOMA_C_RX_BAD_TYPE, HOMA_C_RX_NO_PORT, HOMA_C_RX_NO_RPC, HOMA_C_RX_DUP,
+	HOMA_C_RX_QUOTA, HOMA_C_RX_NOT_OWNER, HOMA_C_RX_GAP_OVERFLOW, HOMA_C_RX_STALE_GRANT,
+	HOMA_C_RX_DELIVERED,
+	HOMA_C_CLIENT_RPCS, HOMA_C_SERVER_RPCS, HOMA_C_CLIENT_DONE, HOMA_C_SERVER_ACKED,
+	HOMA_C_ABORTED, HOMA_C_FREED, HOMA_C_REAPED,
+	HOMA_C_TX_DATA, HOMA_C_TX_WINDOW, HOMA_C_TX_NOT_OWNER, HOMA_C_TX_MALFORMED, HOMA_C_TX_QUOTA,
+	HOMA_C_TX_BAD_ID, HOMA_C_TX_ACK_PIGGYBACK,
+	HOMA_C_GRANTS, HOMA_C_FIFO_GRANTS, HOMA_C_SCHED_OVERFLOW, HOMA_C_RESEND_BUSY,
+	HOMA_C_RESEND_FWD, HOMA_C_UNKNOWN_SENT, HOMA_C_ACKS_SENT, HOMA_C_CUTOFFS_SENT,
+	HOMA_C_NOTIFY, HOMA_C_GEN_FAIL, HOMA_C_GEN_BUILT, HOMA_C_TX_STALE,
+	HOMA_C_NR = 64,
+};
+
+struct homa_rpc_key {
+	__u64 id;		/* this host's id for the RPC (client even, server odd) */
+	__u32 peer;		/* the other host's IPv4 address, network byte order */
+	__u16 lport;		/* this host's port, network byte order */
+	__u16 pad;
+};
+
+struct homa_gap {
+	__u32 start;
+	__u32 end;
+};
+
+/* homa_rpcs[key]: one RPC as the data path sees it */
+struct homa_rpc {
+	__u32 slot;		/* the owning application */
+	__u8 state;		/* enum etran_homa_rpc_state */
+	__u8 flags;		/* enum etran_homa_rpc_flags */
+	__u16 pport;		/* the peer's port, network byte order */
+	__u64 created_ns;	/* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	__u64 heard_ns;		/* last packet that showed the peer alive */
+	__u64 done_ns;		/* outgoing message fully sent / DEAD since */
+	/* the outgoing message (request of a client, response of a server) */
+	__u32 out_length;
+	__u32 out_granted;	/* packets starting below this may go */
+	__u32 out_sent;		/* one past the highest byte sent */
+	__u32 out_unsched;	/* bytes below this go at the unscheduled priority */
+	__u8 out_unsched_prio;
+	__u8 out_sched_prio;	/* from the latest GRANT */
+	__u16 pad0;
+	/* the incoming message */
+	__u32 in_length;
+	__u32 in_recv_end;	/* one past the highest byte received */
+	__u32 in_remaining;
+	__u32 in_granted;	/* the sender may send every byte below this */
+	__u8 in_prio;		/* priority of our latest GRANT */
+	__u8 n_gaps;
+	__u16 pad1;
+	__u64 in_birth;
+	struct homa_gap gaps[HOMA_MAX_GAPS];
+};
+
+struct homa_ack_entry {
+	__u64 client_id;
+	__u16 server_port;	/* network byte order */
+	__u16 pad[3];
+};
+
+/* homa_peers[address]: what a client or server host knows about another host */
+struct homa_peer {
+	struct bpf_spin_lock lock;
+	__u16 cutoff_version;	/* of the cutoffs it sent us (0: none yet) */
+	__u8 has_cutoffs;
+	__u8 n_acks;
+	__u32 cutoffs[8];	/* its unscheduled cutoffs: the priority to use when sending to it */
+	__u64 cutoffs_sent_ns;	/* when we last sent it ours */
+	struct homa_ack_entry acks[HOMA_MAX_ACKS];	/* acks we owe it (our completed client RPCs) */
+};
+
+/* homa_cfg[0], written by the daemon (every Homa parameter the data path uses) */
+struct homa_config {
+	__u32 rtt_bytes;
+	__u32 unsched_bytes;		/* rounded up to whole packets */
+	__u32 max_overcommit;		/* <= HOMA_MAX_OVERCOMMIT */
+	__u32 max_incoming;
+	__u32 grant_nonfifo;		/* SRPT bytes between FIFO grants (0: off) */
+	__u32 fifo_grant_increment;
+	__u32 max_sched_prio;
+	__u32 max_seg;			/* message bytes per DATA packet (1424 at MTU 1500) */
+	__u32 max_message_length;
+	__u16 cutoff_version;		/* of our own cutoffs */
+	__u8 ctrl_prio;			/* priority level of control packets */
+	__u8 flags;
+	__u32 unsched_cutoffs[8];	/* ours: what peers should use (CUTOFFS) */
+	__u32 default_cutoffs[8];	/* used for a peer until its CUTOFFS arrives */
+	__u8 priority_map[8];		/* level -> DSCP high 3 bits */
+	__u64 cutoffs_min_interval_ns;
+	__u32 grant_increment;		/* grant only this many new bytes at a time (or the rest) */
+	__u32 pad;
+};
+
+struct homa_sched_entry {
+	struct homa_rpc_key key;
+	__u32 length;
+	__u32 granted;
+	__u32 received;
+	__u32 rank;		/* in the active set at the last schedule (< max_overcommit), else 0xff */
+	__u64 birth;
+};
+
+/* homa_sched_map[0]: the receiver's grant table, sorted by (ungranted bytes, birth).
+ * `busy` is a try-lock (cmpxchg): whoever finds it taken queues its change in homa_sched_q
+ * and the holder applies it before letting go. */
+struct homa_sched {
+	__u32 busy;
+	__u32 n;
+	__s64 nonfifo_left;
+	__u64 births;
+	__u64 total_incoming;	/* granted - received over the table, at the last schedule */
+	struct homa_sched_entry e[HOMA_SCHED_SLOTS];
+};
+
+/* homa_apps[slot]: client RPC ids this application may use, [id_lo, id_hi) */
+struct homa_app {
+	__u64 id_lo;
+	__u64 id_hi;
+};
+
+struct homa_stats {
+	__u64 c[HOMA_C_NR];
+};
+
+/* one command for homa_ctl (BPF_PROG_RUN: an Ethernet header's worth of padding, then this) */
+struct homa_ctl_cmd {
+	__u32 op;		/* enum etran_homa_ctl_op */
+	__u32 arg;		/* HOMA_CTL_ABORT: errno */
+	struct homa_rpc_key key;
+};
+
+/* what the published slot of an outgoing RPC holds: pub[(id >> 1) % ETRAN_PUB_SLOTS].w */
+enum etran_homa_pub {
+	HOMA_PUB_ID = 0,	/* the RPC's id (the slot is shared by ids equal modulo 2048) */
+	HOMA_PUB_GRANTED = 1,	/* out_granted */
+	HOMA_PUB_PRIO = 2,	/* out_sched_prio */
+	HOMA_PUB_LENGTH = 3,	/* out_length */
+};
+
+struct etran_homa_btf_anchor {
+	enum etran_homa_limits limits;
+	enum etran_homa_rpc_state state;
+	enum etran_homa_rpc_flags flags;
+	enum etran_homa_notify notify;
+	enum etran_homa_ctl_op ctl;
+	enum etran_homa_counter counter;
+	enum etran_homa_pub pub;
+	struct homa_ctl_cmd cmd;	/* only reached through a cast in homa_ctl */
+};
+
+/* ---- TCP: tcp.bpf.c (etran/daemon/tcp.py, etran/tcp/socket.py) ------------------------- */
+enum etran_tcp_limits {
+	TCP_MAX_FLOWS = 16384,		/* connections per host (tcp_flows) */
+	TCP_EVENT_QUEUE = 16384,	/* flow keys for the daemon (rounds, delayed ACKs) */
+	TCP_DUPTHRESH = 3,
+};
+
+/* tcp_flow.state (the data path's view; the daemon's TcpConnection has the full one) */
+enum etran_tcp_state {
+	TCP_S_SYN_SENT = 1,		/* every packet goes to the daemon */
+	TCP_S_SYN_RCVD = 2,		/* the ACK of our SYN-ACK makes it ESTABLISHED in the kernel */
+	TCP_S_ESTABLISHED = 3,		/* FINs are flags: close is a byte-stream matter */
+	TCP_S_TIME_WAIT = 4,
+	TCP_S_CLOSED = 5,
+};
+
+/* tcp_flow.flags */
+enum etran_tcp_flags {
+	TCP_F_TS = 1,			/* timestamps negotiated */
+	TCP_F_SACK = 2,
+	TCP_F_ECN = 4,
+	TCP_F_DCTCP_ECHO = 8,		/* echo CE per segment (RFC 8257), else latch ECE until CWR */
+	TCP_F_FIN_SENT = 16,		/* our FIN is at fin_seq */
+	TCP_F_FIN_ACKED = 32,
+	TCP_F_FIN_RCVD = 64,		/* the peer's FIN was consumed in order */
+	TCP_F_RESET = 128,		/* the peer reset the connection */
+	TCP_F_CE = 256,			/* CE state of the last data segment (DCTCP echo) */
+	TCP_F_ECE_LATCH = 512,		/* classic echo: ECE until the sender's CWR */
+	TCP_F_CWR = 1024,		/* set CWR on the next new data segment */
+	TCP_F_RECOVERY = 2048,		/* fast recovery until snd_una >= recovery_point */
+	TCP_F_LOSS = 4096,		/* RTO recovery (go-back-N) until snd_una >= recovery_point */
+	TCP_F_OOO = 8192,		/* [ooo_lo, ooo_hi) holds out-of-order data */
+	TCP_F_PASSIVE_CLOSE = 16384,	/* the peer's FIN came before ours */
+	TCP_F_ORPHAN = 32768,		/* the application is gone; the kernel finishes the close */
+	TCP_F_OOO2 = 65536,		/* [ooo2_lo, ooo2_hi) holds out-of-order data too */
+};
+
+/* gen_desc.kind for TCP (gen_desc.id = the flow key as a __u64) */
+enum etran_tcp_gen {
+	TCP_GEN_ACK = 1,		/* an ACK from the flow's current state, if one is still owed */
+	TCP_GEN_ACK_FIXED = 2,		/* arg0 = ack number, arg1 = ECE (DCTCP: CE state changed) */
+	TCP_GEN_ACK_NOW = 3,		/* a duplicate or challenge ACK: always sent */
+};
+
+/* tcp_ctl commands (BPF_PROG_RUN by the daemon) */
+enum etran_tcp_ctl_op {
+	TCP_CTL_PUBLISH = 1,		/* copy the flow into its published slot */
+	TCP_CTL_SET_CWND = 2,		/* cwnd = arg; arg64 & 1: set CWR on the next data */
+	TCP_CTL_RTO = 3,		/* retransmission timeout: cwnd = arg, go back to snd_una */
+	TCP_CTL_STATE = 4,		/* state = arg; arg64: flags to set */
+	TCP_CTL_CLEAR_PUB = 5,		/* zero published slot arg of application arg64 */
+	TCP_CTL_PROBE = 6,		/* no progress for a while (a lost ACK or tail): resend from snd_una, cwnd kept */
+};
+
+/* what a flow's published slot holds: pub[tcp_flow.pub].w */
+enum etran_tcp_pub {
+	TCP_PUB_TAG = 0,		/* the flow's tag: tells the library the slot is this flow's */
+	TCP_PUB_STATE = 1,		/* state | flags << 32 */
+	TCP_PUB_SND = 2,		/* snd_una | snd_nxt << 32 */
+	TCP_PUB_LIMIT = 3,		/* snd_una + min(cwnd, snd_wnd) | rcv_nxt << 32 */
+	TCP_PUB_RTX = 4,		/* rtx_epoch | rtx_seq << 32: retransmit from rtx_seq */
+	TCP_PUB_WINDOWS = 5,		/* cwnd | snd_wnd << 32 */
+	TCP_PUB_RECOVERY = 6,		/* recovery_point | rtt_us << 32 */
+	TCP_PUB_FIN = 7,		/* fin_seq */
+};
+
+/* tcp_flows key: the connection as this host sees it (network byte order) */
+struct tcp_flow_key {
+	__u32 raddr;
+	__u16 rport;
+	__u16 lport;
+};
+
+/* tcp_flows value. Sequence numbers are wire values (32 bits, compared modulo 2^32).
+ * Writers: ingress (receive side, snd_una and the ACK counters), egress (snd_nxt, RTT timing),
+ * the daemon through tcp_ctl (cwnd, state, retransmission requests); flags change atomically. */
+struct tcp_flow {
+	__u32 slot;		/* the owning application */
+	__u32 pub;		/* index of its published slot */
+	__u64 tag;
+	__u32 state;		/* enum etran_tcp_state */
+	__u32 flags;		/* enum etran_tcp_flags */
+	__u32 iss;
+	__u32 snd_una;
+	__u32 snd_nxt;
+	__u32 snd_wnd;		/* bytes (scaled) */
+	__u32 snd_wl1;
+	__u32 snd_wl2;
+	__u32 cwnd;		/* bytes, set by the daemon's congestion control */
+	__u32 fin_seq;
+	__u32 recovery_point;
+	__u32 rtx_epoch;
+	__u32 rtx_seq;
+	__u32 round_end;	/* a round (for congestion control) ends when snd_una passes this */
+	__u32 rtt_seq;		/* timing the segment ending here (0: not timing) */
+	__u32 dupacks;
+	__u32 irs;
+	__u32 rcv_nxt;
+	__u32 rcv_wnd;		/* bytes we advertise beyond rcv_nxt */
+	__u32 ooo_lo;		/* one out-of-order interval */
+	__u32 ooo_hi;
+	__u32 last_ack_sent;
+	__u32 ts_recent;
+	__u32 ts_offset;	/* TSval = ms clock + ts_offset */
+	__u16 mss;		/* payload of a full segment */
+	__u8 snd_wscale;
+	__u8 rcv_wscale;
+	__u32 ack_segs;		/* in-order segments since our last ACK */
+	__u32 ack_queued;	/* an ACK descriptor is in gen_queue */
+	__u32 delack_queued;	/* the key is in tcp_delack_q */
+	__u32 rcv_edge;		/* right edge of our window: what the application can take (never moves left) */
+	__u32 rcv_adv;		/* right edge we advertised (rounded up to the scale; never shrinks) */
+	__u32 ooo2_lo;		/* a second out-of-order interval (TCP_F_OOO2), above the first */
+	__u32 ooo2_hi;
+	__u32 sacked;		/* bytes above snd_una the latest ACK's SACK blocks cover (not in the pipe) */
+	__u64 rtt_start_ns;
+	__u64 last_progress_ns;	/* snd_una advanced (or the daemon's RTO) */
+	__u64 rtt_us;		/* latest RTT sample */
+	__u64 rtt_samples;
+	__u64 acked_bytes;	/* counters the daemon's congestion control reads */
+	__u64 ecn_bytes;	/* acked by ACKs with ECE */
+	__u64 loss_events;
+	__u64 rx_bytes;
+	__u64 tx_bytes;
+	__u64 retrans_bytes;
+	__u64 ce_bytes;		/* received with CE */
+	__u64 window_drops;	/* frames the egress hook refused */
+	__u64 grace_until_ns;	/* after a cwnd cut, until then ... */
+	__u32 grace_limit;	/* ... new data up to the limit before the cut still goes (the library
+				 * could not have seen the cut when it queued those frames) */
+	__u32 pad2;
+};
+
+/* one command for tcp_ctl (BPF_PROG_RUN: an Ethernet header's worth of padding, then this) */
+struct tcp_ctl_cmd {
+	__u32 op;		/* enum etran_tcp_ctl_op */
+	__u32 arg;
+	struct tcp_flow_key key;
+	__u64 arg64;
+};
+
+struct etran_tcp_btf_anchor {
+	enum etran_tcp_limits limits;
+	enum etran_tcp_state state;
+	enum etran_tcp_flags flags;
+	enum etran_tcp_gen gen;
+	enum etran_tcp_ctl_op ctl;
+	enum etran_tcp_pub pub;
+	struct tcp_ctl_cmd cmd;
+};
+
 #endif /* ETRAN_SHARED_H */
