@@ -156,13 +156,21 @@ def _leftovers() -> list[str]:
     return found
 
 
+_preexisting: set[str] = set()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.geteuid() == 0:
+        _preexisting.update(_leftovers())  # not ours to judge: what was there before the suite
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After the suite nothing of it may remain: namespaces, veths, XDP programs, pins, daemons."""
     if os.geteuid() != 0 or getattr(session.config, "workerinput", None) is not None:
         return
     if os.environ.get("ETRAN_SKIP_LEFTOVER_CHECK") == "1":  # several suites running at once on one machine
         return
-    found = _leftovers()
+    found = [f for f in _leftovers() if f not in _preexisting]
     if found:
         print("\netran: the test suite left these behind:\n  " + "\n  ".join(found))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
