@@ -64,6 +64,9 @@ async def main():
             return await etran.tcp.open_connection(host, port, timeout=60)
     conns = await asyncio.gather(*(connect(i) for i in range(n)))
     opened = time.monotonic() - t0
+    print(json.dumps({"connected": n}), flush=True)
+    # every client process holds its connections open until the test says go
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     gate = asyncio.Event()
     async def exchange(i, reader, writer):
         await gate.wait()                  # every connection is open before any exchange
@@ -95,6 +98,8 @@ def test_asyncio_streams_echo(etran_bed, app_pythonpath, apps):
     server.wait_for("listening")
     client = spawn(h1, ASYNC_CLIENTS, app_pythonpath, "aclient", args=(h2.ip, 7400, 20, 10, "a"))
     apps.append(client)
+    client.wait_for("connected", timeout=120)
+    client.send("go")
     res = client.wait_for("complete", timeout=120)
     assert res["complete"] == 20
     assert server.wait_for("served", timeout=30)["served"] == 20
@@ -109,6 +114,10 @@ def test_one_etran_server_with_1000_concurrent_connections(etran_bed, app_python
     clients = [spawn(h1, ASYNC_CLIENTS, app_pythonpath, f"bigclient{k}", args=(h2.ip, 7401, 500, 3, f"c{k}"))
                for k in range(2)]
     apps.extend(clients)
+    for c in clients:
+        assert c.wait_for("connected", timeout=240)["connected"] == 500
+    for c in clients:  # all 1,000 are open now; only then does any exchange (and close) begin
+        c.send("go")
     results = [c.wait_for("complete", timeout=240) for c in clients]
     assert sum(r["complete"] for r in results) == 1000, results
     res = server.wait_for("served", timeout=60)
