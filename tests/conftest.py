@@ -147,9 +147,14 @@ def _leftovers() -> list[str]:
         found += [f"pin /sys/fs/bpf/{n}" for n in os.listdir("/sys/fs/bpf") if n.startswith("etran-test")]
     if os.path.isdir("/run/etran"):
         found += [f"file /run/etran/{n}" for n in os.listdir("/run/etran") if ours.match(n)]
-    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    found += [f"process {line.strip()}" for line in ps.splitlines()
-              if "etran daemon" in line and re.search(r"--netns t[0-9a-f]{6}", line)]
+    for pid in filter(str.isdigit, os.listdir("/proc")):  # /proc, not ps: procps may not be installed
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "etran daemon" in args and re.search(r"--netns t[0-9a-f]{6}", args):
+            found.append(f"process {pid} {args.strip()}")
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines()
               if re.match(r"\d+: (etk|eta)\d", line) or " xdp" in line]
