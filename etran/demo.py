@@ -1,16 +1,22 @@
-"""`etran demo`: bring up a test bed, run traffic through it, print what was measured, tear it down.
+"""`etran demo`: bring up a test bed, run Homa and TCP over etran beside kernel TCP, print one
+comparison table measured in this run, tear the bed down.
 
-The demo is a list of steps (STEPS) run in order against one fresh two-host test bed:
+The demo is a list of steps (STEPS) run in order against one fresh two-host test bed, all
+measuring into one invocation (etran.bench.results), so every ratio compares series of this run:
 
   afxdp-burst   frames of every size from 60 to 1514 bytes, h1 -> h2 through AF_XDP
                 sockets on both hosts, checked byte for byte and in order
-  afxdp-echo    the `etran bench afxdp` floor in quick mode: 64-byte round trips over
-                bare AF_XDP, kernel UDP and kernel TCP, p50/p99/p999 and ratios to TCP
+  kernel        64-byte round trips over bare AF_XDP (the floor: Python, no transport),
+                kernel UDP and kernel TCP (blocking, the baseline, and spinning)
+                (etran.bench.afxdp's series; no daemon yet: bare AF_XDP needs the NIC)
+  etran-udp     then an etran daemon on each host; etran UDP busy-poll
+  homa          64-byte Homa RPCs over etran, busy-poll and blocking (etran.bench.homa's worker)
+  tcp           64-byte request/response over etran TCP, busy-poll and blocking (etran.bench.tcp's)
 
-Later transports add their steps to STEPS (a `Step` with a name, a title and a function
-from DemoContext to StepResult).  A failing step is reported and the others still run;
-the test bed goes away at the end whatever happens (error, Ctrl-C, SIGTERM).  The whole
-demo takes well under a minute.
+At the end: the steps table and the comparison table (p50/p99, kernel TCP / this, this /
+floor), and with --json the invocation with the table as `params["comparison"]`.  A failing
+step is reported and the others still run; the test bed goes away at the end whatever
+happens (error, Ctrl-C, SIGTERM).  About a minute (--quick: fewer round trips).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class DemoContext:
     progress: Any
     invocation: Any  # etran.bench.results.Invocation: measurements of this demo run, ratios within it
     quick: bool = True
+    daemons: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,34 +148,162 @@ def _burst_loop(rx: Any, tx: Any, frames: list[bytes], progress: Any, task: Any)
     return expected, retransmitted, mismatched, time.monotonic() - start
 
 
-def step_afxdp_echo(ctx: DemoContext) -> StepResult:
-    """The round-trip floor (etran bench afxdp, quick counts) on the demo's bed."""
-    from .bench.afxdp import BASELINE, SERIES, run_echo
-    from .bench.bed import parse_cpus
-    from .bench.report import COMPACT_BELOW, fmt_ratio, fmt_us, table
+def step_kernel(ctx: DemoContext) -> StepResult:
+    """The bare AF_XDP floor and Python over the kernel (etran bench afxdp's series), before
+    any daemon: bare AF_XDP needs the NIC to itself."""
+    from .bench.afxdp import SERIES, run_echo
 
-    inv = ctx.invocation
-    inv.baseline = BASELINE
+    series = run_echo(ctx.bed, ctx.invocation, SERIES, **_echo_kwargs(ctx))
+    return _echo_result(ctx, series)
+
+
+def step_etran_udp(ctx: DemoContext) -> StepResult:
+    """etran UDP busy-poll (etran bench afxdp's series) through the daemons' data path."""
+    from .bench.afxdp import ETRAN_UDP, run_echo_series
+
+    _ensure_daemons(ctx)
+    s = run_echo_series(ctx.bed, ETRAN_UDP[0], ctx.invocation, port_offset=len(ctx.invocation.series) + 8,
+                        **_echo_kwargs(ctx))
+    return _echo_result(ctx, [s])
+
+
+def step_homa(ctx: DemoContext) -> StepResult:
+    """64-byte Homa RPCs over etran, busy-poll and blocking (etran bench homa's worker)."""
+    from .bench.bed import parse_cpus
+    from .bench.homa import _run_pair
+
+    _ensure_daemons(ctx)
     count = ctx.args.count
-    series = run_echo(ctx.bed, inv, SERIES, count=count, warmup=max(count // 10, 50), time_limit=20.0,
-                      cpus=parse_cpus(None), progress=ctx.progress)
-    ok = all(s.ok for s in series)
-    parts = []
-    ratios = inv.ratios()
-    for s in series:
-        if s.ok:
-            parts.append(f"{s.name} {fmt_us(s.summary.p50)} us (x{fmt_ratio(ratios.get(s.name, {}).get('p50'))})")
-        else:
-            parts.append(f"{s.name}: {s.error}")
-    return StepResult(ok, "p50: " + ", ".join(parts), {"series": [s.name for s in series], "count": count},
-                      [table(inv, title=f"round trips, {count} each (64-byte echoes, h1 <-> h2)",
-                             extra_columns=(("lost", "lost"), ("preempted", "preempted")),
-                             compact=ctx.console.width < COMPACT_BELOW)])
+    out = []
+    for name, mode, label in (("homa-spin", "homa-spin", "etran Homa busy-poll"),
+                              ("homa-blocking", "homa", "etran Homa blocking")):
+        out.append(_run_pair(ctx.bed, ctx.invocation, name, label, mode,
+                             client_args=["--size", "64", "--count", str(count), "--warmup", str(_warmup(count))],
+                             server_args=[], cpus=parse_cpus(None), time_limit=ECHO_TIME_LIMIT_S, count=count,
+                             params={"size": 64}, progress=ctx.progress))
+    return _echo_result(ctx, out)
+
+
+def step_tcp(ctx: DemoContext) -> StepResult:
+    """64-byte request/response over etran TCP, busy-poll and blocking (etran bench tcp's worker)."""
+    from .bench.bed import parse_cpus
+    from .bench.tcp import PORT, run_pair
+
+    _ensure_daemons(ctx)
+    count = ctx.args.count
+    out = []
+    for i, (name, mode, label) in enumerate((("etran-tcp-spin", "etran-spin", "etran TCP busy-poll"),
+                                             ("etran-tcp-blocking", "etran", "etran TCP blocking"))):
+        out.append(run_pair(ctx.bed, ctx.invocation, name, label, "echo-server", "echo-client", mode,
+                            ["--payload", "64", "--count", str(count), "--warmup", str(_warmup(count))],
+                            PORT + 10 + i, count=count, time_limit=ECHO_TIME_LIMIT_S, progress=ctx.progress,
+                            cpus=parse_cpus(None)))
+    return _echo_result(ctx, out)
+
+
+ECHO_TIME_LIMIT_S = 20.0
+
+
+def _warmup(count: int) -> int:
+    return max(count // 10, 50)
+
+
+def _echo_kwargs(ctx: DemoContext) -> dict[str, Any]:
+    from .bench.bed import parse_cpus
+
+    count = ctx.args.count
+    return dict(count=count, warmup=_warmup(count), time_limit=ECHO_TIME_LIMIT_S, cpus=parse_cpus(None),
+                progress=ctx.progress)
+
+
+def _ensure_daemons(ctx: DemoContext) -> None:
+    """An etran daemon on every host, once (from the first etran step on)."""
+    from .bench.bed import start_daemons
+
+    if not ctx.daemons:
+        start_daemons(ctx.bed)
+        ctx.daemons = True
+        ctx.invocation.params["testbed"]["daemons"] = True
+
+
+def _echo_result(ctx: DemoContext, series: list[Any]) -> StepResult:
+    from .bench.report import fmt_us
+
+    parts = [f"{s.name} p50 {fmt_us(s.summary.p50)} us, p99 {fmt_us(s.summary.p99)} us" if s.ok
+             else f"{s.name}: {s.error}" for s in series]
+    return StepResult(all(s.ok for s in series) and bool(series), "; ".join(parts),
+                      {"series": [s.name for s in series], "count": ctx.args.count})
+
+
+# The comparison table: (series, what it is) in the order shown; the first kernel TCP row is the baseline.
+BASELINE = "tcp-blocking"
+FLOOR = "afxdp-spin"
+
+
+def comparison(inv: Any) -> dict[str, dict[str, Any]]:
+    """{series: {p50_us, p99_us, tcp_over_p50, tcp_over_p99, over_floor_p50}} for every measured
+    series of the demo's invocation; the ratios only within it (results.ratio refuses others)."""
+    from .bench.results import ratio
+
+    def get(name: str) -> Any:
+        try:
+            s = inv.get(name)
+        except KeyError:
+            return None
+        return s if s.ok else None
+
+    base, floor = get(BASELINE), get(FLOOR)
+    out: dict[str, dict[str, Any]] = {}
+    for s in inv.series:
+        if not s.ok:
+            out[s.name] = {"label": s.label, "error": s.error}
+            continue
+        row: dict[str, Any] = {"label": s.label, "n": s.summary.count, "p50_us": round(s.stat("p50") / 1000, 2),
+                               "p99_us": round(s.stat("p99") / 1000, 2)}
+        if base is not None:
+            row["tcp_over_p50"] = round(ratio(base, s, "p50"), 2)
+            row["tcp_over_p99"] = round(ratio(base, s, "p99"), 2)
+        if floor is not None:
+            row["over_floor_p50"] = round(ratio(s, floor, "p50"), 2)
+        out[s.name] = row
+    return out
+
+
+def comparison_table(inv: Any, rows: dict[str, dict[str, Any]]) -> Any:
+    from rich import box
+    from rich.table import Table
+
+    from .bench.report import fmt_ratio
+
+    m = inv.machine or {}
+    t = Table(box=box.SIMPLE_HEAD, title="etran demo: 64-byte round trips h1 <-> h2, measured in this run",
+              caption=f"latencies in microseconds; kernel TCP = {BASELINE} (Python, blocking, TCP_NODELAY); "
+                      f"floor = {FLOOR} (Python over bare AF_XDP, no transport); invocation {inv.id[:8]}; "
+                      f"kernel {m.get('kernel')}, {m.get('cpus')} CPUs"
+                      + (f", load {m['loadavg'][0]:.2f}" if m.get("loadavg") else ""))
+    for col, just in (("transport", "left"), ("n", "right"), ("p50", "right"), ("p99", "right"),
+                      ("kernel TCP / this, p50", "right"), ("kernel TCP / this, p99", "right"),
+                      ("this / floor, p50", "right")):
+        t.add_column(col, justify=just, no_wrap=just == "right")
+    for name, r in rows.items():
+        if "error" in r:
+            t.add_row(f"{r['label']} [red]({r['error']})[/red]", "-", "-", "-", "-", "-", "-")
+            continue
+        bold = name.startswith(("homa", "etran-tcp"))
+        label = f"[bold]{r['label']}[/bold]" if bold else r["label"]
+        t.add_row(label, f"{r['n']:,}", f"{r['p50_us']:.1f}", f"{r['p99_us']:.1f}",
+                  "1.00" if name == BASELINE else fmt_ratio(r.get("tcp_over_p50")),
+                  "1.00" if name == BASELINE else fmt_ratio(r.get("tcp_over_p99")),
+                  "1.00" if name == FLOOR else fmt_ratio(r.get("over_floor_p50")))
+    return t
 
 
 STEPS: list[Step] = [
     Step("afxdp-burst", "AF_XDP frames h1 -> h2, byte for byte", step_afxdp_burst),
-    Step("afxdp-echo", "round trips: AF_XDP vs kernel UDP/TCP", step_afxdp_echo),
+    Step("kernel", "AF_XDP floor, kernel UDP and TCP", step_kernel),
+    Step("etran-udp", "etran UDP", step_etran_udp),
+    Step("homa", "etran Homa RPCs", step_homa),
+    Step("tcp", "etran TCP", step_tcp),
 ]
 
 
@@ -194,7 +329,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if unknown:
         raise EtranError(f"unknown demo step(s) {', '.join(sorted(unknown))}; steps: {', '.join(s.name for s in STEPS)}")
     con = console()
-    inv = Invocation(benchmark="demo", machine=machine_info(),
+    inv = Invocation(benchmark="demo", machine=machine_info(), baseline=BASELINE, references={FLOOR: "F"},
                      params={"steps": [s.name for s in steps], "count": args.count, "frames": args.frames,
                              "quick": args.quick})
     results: list[tuple[Step, StepResult, float]] = []
@@ -202,10 +337,11 @@ def run_demo(args: argparse.Namespace) -> int:
     status = "failed"
     try:
         with sigterm_as_interrupt():
-            con.print("[bold]etran demo[/bold]: a two-host test bed, traffic through AF_XDP, kernel UDP and TCP")
+            con.print("[bold]etran demo[/bold]: a two-host test bed; Homa and TCP over etran beside kernel TCP "
+                      "and the bare AF_XDP floor")
             t0 = time.monotonic()
             with own_testbed(args.name, prefix="demo") as bed:
-                inv.params["testbed"] = {"name": bed.name, "hosts": 2, "rate_gbit": None}
+                inv.params["testbed"] = {"name": bed.name, "hosts": 2, "rate_gbit": None, "daemons": False}
                 con.print(f"test bed {bed.name!r} up in {time.monotonic() - t0:.1f} s: "
                           + ", ".join(f"{h.name} {h.ip} ({h.netns})" for h in bed.hosts))
                 with Progress(enabled=not args.no_progress, con=None) as progress:
@@ -232,6 +368,10 @@ def run_demo(args: argparse.Namespace) -> int:
                 for renderable in r.renderables:
                     con.print(renderable)
             con.print(t)
+        rows = comparison(inv) if inv.series else {}
+        if rows:
+            con.print(comparison_table(inv, rows))
+            inv.params["comparison"] = rows
         inv.params["step_results"] = {s.name: {"ok": r.ok, "summary": r.summary, "seconds": round(dt, 3),
                                                **r.details} for s, r, dt in results}
         inv.finish(status)

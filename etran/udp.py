@@ -27,6 +27,8 @@ MAX_PAYLOAD = 1500 - 28
 _HDR = struct.Struct("!6s6sHBBHHHBBH4s4sHHHH")
 _IPV4 = 0x0800
 _DF = 0x4000
+_PORTS = struct.Struct("!HHH")  # UDP source port, destination port, length
+_MAX_CACHED = 4096  # cached peer addresses / headers per demultiplexer / socket
 
 
 class _Demux:
@@ -35,21 +37,31 @@ class _Demux:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sockets: dict[int, UdpSocket] = {}
+        # (source address, destination address, source port) as bytes -> (host, port): the
+        # peers' address tuples are made once, not per datagram
+        self._peers: dict[bytes, tuple[str, int]] = {}
         engine.register(socket.IPPROTO_UDP, self.on_frame)
 
     def on_frame(self, addr: int, length: int) -> None:
         buf = self.engine.buf
-        dport = (buf[addr + 36] << 8) | buf[addr + 37]
+        sport, dport, udp_len = _PORTS.unpack_from(buf, addr + 34)
         sock = self.sockets.get(dport)
         if sock is None:
             return
-        udp_len = (buf[addr + 38] << 8) | buf[addr + 39]
         end = addr + 34 + udp_len
         if udp_len < 8 or end > addr + length:
             return
-        src = socket.inet_ntoa(buf[addr + 26:addr + 30])
-        sport = (buf[addr + 34] << 8) | buf[addr + 35]
-        sock._inbox.append((buf[addr + HEADERS:end], (src, sport)))
+        key = buf[addr + 26:addr + 36]
+        peer = self._peers.get(key)
+        if peer is None:
+            peer = self._peer(key, sport)
+        sock._inbox.append((buf[addr + HEADERS:end], peer))
+
+    def _peer(self, key: bytes, sport: int) -> tuple[str, int]:
+        if len(self._peers) >= _MAX_CACHED:
+            self._peers.clear()
+        peer = self._peers[key] = (socket.inet_ntoa(key[:4]), sport)
+        return peer
 
 
 def _demux(engine: Engine) -> _Demux:
@@ -72,6 +84,9 @@ class UdpSocket:
         s = self.engine.session
         self._mac = s.host_mac_bytes
         self._ip = s.host_ip_bytes
+        # destination -> (payload length, the 42 header bytes): a datagram to a known peer
+        # copies a ready header instead of packing 17 fields
+        self._headers: dict[tuple[str, int], tuple[int, bytes]] = {}
 
     # ---- socket-like API -------------------------------------------------------------
     def bind(self, address: int | tuple[str, int] = 0) -> None:
@@ -94,46 +109,71 @@ class UdpSocket:
         return self.engine.xsk.fileno()
 
     def sendto(self, data: bytes | bytearray | memoryview, address: tuple[str, int]) -> int:
+        n = len(data)
+        try:
+            h = self._headers.get(address)
+        except TypeError:  # an unhashable address (a list): the slow path checks it
+            h = None
+        if h is None or h[0] != n:  # empty until bound, emptied by close()
+            h = self._header(n, address)
+        self.engine.send(h[1], data, self.timeout)
+        return n
+
+    def _header(self, n: int, address: tuple[str, int]) -> tuple[int, bytes]:
+        """Check a datagram and its destination; the header to send it with (cached)."""
         if self._closed:
             raise EtranError("the socket is closed")
         if not self.port:
             self.bind(0)
-        n = len(data)
         if n > MAX_PAYLOAD:
             raise EtranError(f"a datagram of {n} bytes does not fit one {MAX_PAYLOAD}-byte etran UDP frame")
         host, port = address
         try:
             dst = socket.inet_aton(host)
-        except OSError:
+        except (OSError, TypeError):
             raise EtranError(f"{host!r} is not an IPv4 address") from None
-        eng = self.engine
-        a = eng.tx_frame_wait(self.timeout)
-        _HDR.pack_into(eng.buf, a, b"\0" * 6, self._mac, _IPV4, 0x45, 0, 28 + n, 0, _DF, 64, socket.IPPROTO_UDP, 0,
-                       self._ip, dst, self.port, port, 8 + n, 0)
-        eng.buf[a + HEADERS:a + HEADERS + n] = data
-        eng.commit(HEADERS + n)
-        eng.flush()
-        return n
+        hdr = _HDR.pack(b"\0" * 6, self._mac, _IPV4, 0x45, 0, 28 + n, 0, _DF, 64, socket.IPPROTO_UDP, 0,
+                        self._ip, dst, self.port, port, 8 + n, 0)
+        h = (n, hdr)
+        if len(self._headers) >= _MAX_CACHED:
+            self._headers.clear()
+        self._headers[(host, port)] = h
+        return h
 
     def recvfrom(self, bufsize: int = 65536, timeout: float | None = ...) -> tuple[bytes, tuple[str, int]]:  # type: ignore[assignment]
         """The next datagram; raises TimeoutError (or BlockingIOError when non-blocking)."""
-        if timeout is ...:
-            timeout = self.timeout
         inbox = self._inbox
-        if inbox:
-            data, addr = inbox.popleft()
-            return data[:bufsize], addr
-        eng = self.engine
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not inbox:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                if timeout == 0:
-                    raise BlockingIOError("no datagram is waiting")
-                raise TimeoutError(f"no datagram within {timeout} s")
-            eng.poll(left)
+        if not inbox:
+            if timeout is ...:
+                timeout = self.timeout
+            self._wait(timeout)
         data, addr = inbox.popleft()
-        return data[:bufsize], addr
+        if len(data) > bufsize:
+            data = data[:bufsize]
+        return data, addr
+
+    def _wait(self, timeout: float | None) -> None:
+        """Poll the engine until the inbox has a datagram, or raise."""
+        inbox = self._inbox
+        poll = self.engine.poll
+        if timeout is None:
+            while not inbox:
+                poll(None)
+            return
+        if timeout > 0:
+            deadline = time.monotonic() + timeout
+            poll(timeout)
+            while not inbox:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                poll(left)
+        else:
+            poll(0)
+        if not inbox:
+            if timeout == 0:
+                raise BlockingIOError("no datagram is waiting")
+            raise TimeoutError(f"no datagram within {timeout} s")
 
     def recv(self, bufsize: int = 65536) -> bytes:
         return self.recvfrom(bufsize)[0]
@@ -154,6 +194,7 @@ class UdpSocket:
         if self._closed:
             return
         self._closed = True
+        self._headers.clear()
         if self.port:
             self._demux.sockets.pop(self.port, None)
             try:

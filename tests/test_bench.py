@@ -1,4 +1,4 @@
-"""The benchmark framework (etran.bench), `etran bench afxdp` and `etran demo`.
+"""The benchmark framework (etran.bench) and `etran bench afxdp` (`etran demo`: test_demo.py).
 
 Unit tests: exact percentiles, the result model's JSON round trip, the ratio guard that
 refuses series of different invocations, the shared runner (with a pure-Python fake
@@ -37,7 +37,6 @@ from etran.bench.frames import echo_reply, ip_checksum, pattern_payload, udp_fra
 from etran.bench.stats import rank
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_SERIES = ["afxdp-spin", "udp-blocking", "tcp-blocking", "tcp-spin"]  # Python over bare AF_XDP and the kernel
 AFXDP_SERIES = ["afxdp-spin", "c-afxdp", "udp-blocking", "tcp-blocking", "tcp-spin",  # then daemons start
                 "c-etran", "etran-udp-spin", "etran-udp-blocking"]
 
@@ -365,22 +364,3 @@ def test_bench_afxdp_ctrl_c_tears_the_bed_down(tmp_path, unique_name):
     assert _leftovers(unique_name) == []
     data = json.loads(out.read_text())
     assert data["status"] == "interrupted"
-
-
-@pytest.mark.kernel
-@pytest.mark.timeout(150)
-def test_demo_runs_and_cleans_up(tmp_path, unique_name):
-    out = tmp_path / "demo.json"
-    t0 = time.monotonic()
-    p = _etran("demo", "--quick", "--name", unique_name, "--json", str(out), "--no-progress", timeout=120)
-    elapsed = time.monotonic() - t0
-    assert p.returncode == 0, p.stdout + p.stderr
-    assert elapsed < 60
-    assert _leftovers(unique_name) == []
-    data = json.loads(out.read_text())
-    steps = data["params"]["step_results"]
-    assert set(steps) == {"afxdp-burst", "afxdp-echo"} and all(s["ok"] for s in steps.values())
-    assert steps["afxdp-burst"]["received"] == 500 and steps["afxdp-burst"]["mismatched"] == 0
-    assert [s["name"] for s in data["series"]] == DEMO_SERIES
-    assert all(s["summary"]["count"] == 300 for s in data["series"])
-    assert "etran demo" in p.stdout and "identical and in order" in p.stdout

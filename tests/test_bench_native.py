@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from etran.bench import native
+from etran.bench.registry import get
 from etran.bench.results import Invocation
 from etran.errors import BuildError
 
@@ -115,16 +116,18 @@ def test_etran_udp_series_quick(tmp_path, unique_name):
     assert _leftovers(unique_name) == []
     inv = Invocation.load(out)
     data = json.loads(out.read_text())
+    quick = get("afxdp")
     assert inv.status == "complete" and data["params"]["testbed"]["daemons"] is True
     assert [s.name for s in inv.series] == ["etran-udp-spin", "etran-udp-blocking", "c-etran"]
     for s in inv.series:
         assert s.ok, (s.name, s.error, s.info)
-        assert s.summary.count == 2000 and s.info["lost"] == 0 and not s.info["truncated"]
-        assert s.info["server_echoed"] == 2200
+        assert s.summary.count == quick.quick_count and s.info["lost"] == 0 and not s.info["truncated"]
+        assert s.info["server_echoed"] == quick.quick_count + quick.quick_warmup
     spin, blocking, c = inv.get("etran-udp-spin"), inv.get("etran-udp-blocking"), inv.get("c-etran")
     assert spin.info["client_poll"] == "busy" and blocking.info["client_poll"] == "block"
-    assert spin.info["client_engine"]["rx_frames"] >= 2200
-    assert c.info["client_path"] == "etran" and c.info["client_etran_app"]["tx_packets"] == 2200
+    assert spin.info["client_engine"]["rx_frames"] >= quick.quick_count + quick.quick_warmup
+    assert c.info["client_path"] == "etran"
+    assert c.info["client_etran_app"]["tx_packets"] == quick.quick_count + quick.quick_warmup
     assert c.info["client_etran_app"]["drops"] == {}  # the egress hook took every frame
     assert data["references"]["c-etran"] == "Ce" and data["ratios_to"]["c-etran"]["c-etran"]["p50"] == 1.0
     assert "etran UDP busy-poll" in p.stdout and "xCe p50" in p.stdout

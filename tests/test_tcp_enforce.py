@@ -21,24 +21,43 @@ from etran import ipc
 
 pytestmark = pytest.mark.kernel
 
+# a sink: PORT [CONNECTIONS]; answers each connection's EOF with the length and SHA-256 it got
 SINK = r"""
 import hashlib, json, sys
 import etran.tcp
 srv = etran.tcp.create_server(("", int(sys.argv[1])))
 print(json.dumps({"listening": 1}), flush=True)
-conn, peer = srv.accept()
-h, n = hashlib.sha256(), 0
-while True:
-    d = conn.recv(1 << 20)
-    if not d:
-        break
-    h.update(d); n += len(d)
-conn.sendall(json.dumps({"n": n, "sha": h.hexdigest()}).encode())
-conn.close()
-print(json.dumps({"done": n}), flush=True)
+for _ in range(int(sys.argv[2]) if len(sys.argv) > 2 else 1):
+    conn, peer = srv.accept()
+    h, n = hashlib.sha256(), 0
+    while True:
+        d = conn.recv(1 << 20)
+        if not d:
+            break
+        h.update(d); n += len(d)
+    conn.sendall(json.dumps({"n": n, "sha": h.hexdigest()}).encode())
+    conn.close()
+    print(json.dumps({"done": n}), flush=True)
 """
 
-GREEDY = r"""
+# app side: half-close, then the sink's answer (see SINK)
+FINISH = r"""
+import json, socket
+
+
+def finish(s):
+    s.shutdown(socket.SHUT_WR)
+    s.settimeout(60)
+    reply = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        reply += d
+    return json.loads(reply)
+"""
+
+GREEDY = FINISH + r"""
 import hashlib, json, socket, struct, sys, time
 import etran.tcp
 from etran.tcp import socket as ts
@@ -79,17 +98,10 @@ with eng.lock:
 time.sleep(0.2)
 # the rest of the stream the normal way; everything must still arrive
 s._push(); eng.flush()
-s.shutdown(socket.SHUT_WR)
-s.settimeout(60)
-reply = b""
-while True:
-    d = s.recv(4096)
-    if not d:
-        break
-    reply += d
+reply = finish(s)
 s.close()
 print(json.dumps({"cwnd": cwnd, "window_drops": after["window_drops"], "sent_frames": 200,
-                  "reply": json.loads(reply), "sha": hashlib.sha256(data).hexdigest(), "n": len(data)}), flush=True)
+                  "reply": reply, "sha": hashlib.sha256(data).hexdigest(), "n": len(data)}), flush=True)
 """
 
 
@@ -120,7 +132,7 @@ def test_the_hook_drops_what_exceeds_cwnd_and_forged_frames(etran_bed, app_pytho
     assert res["reply"]["n"] == res["n"] and res["reply"]["sha"] == res["sha"]
 
 
-SWAPPER = r"""
+SWAPPER = FINISH + r"""
 import hashlib, json, socket, sys, time
 import etran.tcp
 host, port, plugin = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -137,16 +149,9 @@ for i, cc in enumerate(["dctcp", "cubic", "reno", plugin, "dctcp"]):
                      "kernel_cwnd": after["cwnd"], "state": after["state"]})
     for _ in range(6):
         s.sendall(data); h.update(data)
-s.shutdown(socket.SHUT_WR)
-s.settimeout(60)
-reply = b""
-while True:
-    d = s.recv(4096)
-    if not d:
-        break
-    reply += d
+reply = finish(s)
 s.close()
-print(json.dumps({"swaps": seen, "reply": json.loads(reply), "sha": h.hexdigest()}), flush=True)
+print(json.dumps({"swaps": seen, "reply": reply, "sha": h.hexdigest()}), flush=True)
 """
 
 PLUGIN = '''

@@ -117,8 +117,7 @@ def run_echo_series(bed: Any, spec: EchoSeries, inv: Invocation, *, count: int, 
         try:
             params["binary"] = str(binary("xdp_echo"))
         except BuildError as e:
-            return inv.new_series(spec.name, spec.label, params=params, error=str(e).splitlines()[0],
-                                  info={"error_detail": str(e)})
+            return inv.failed_series(spec.name, spec.label, e, params)
     server = client = None
     try:
         server = Worker(h2, ECHO_MODULE, ["server", *common, "--ip", h2.ip, "--port", str(sport), "--ifname", h2.ifname,
@@ -133,8 +132,7 @@ def run_echo_series(bed: Any, spec: EchoSeries, inv: Invocation, *, count: int, 
         res = client.result(timeout=time_limit + 60)
         server_res = server.stop() or {}
     except BenchError as e:
-        return inv.new_series(spec.name, spec.label, params=params, error=str(e).splitlines()[0],
-                              info={"error_detail": str(e)})
+        return inv.failed_series(spec.name, spec.label, e, params)
     except KeyboardInterrupt:
         # keep what the client measured before the interrupt (it reports when stopped)
         partial = client.stop() if client is not None else None
@@ -187,7 +185,7 @@ class AfxdpBenchmark(Benchmark):
     baseline = BASELINE
     references = REFERENCES
     count = 20_000
-    quick_count = 2_000
+    quick_count = 1_000
     warmup = 1_000
     quick_warmup = 200
     time_limit = 120.0

@@ -34,11 +34,10 @@ import socket
 import struct
 import sys
 import time
-import traceback
 from typing import Any
 
 from .frames import ETH_P_IP, IPPROTO_UDP, UDP_PAYLOAD_OFFSET, pattern_payload, udp_frame
-from .worker import ClientRun, Counter, Stop, Switches, child_setup, emit, emit_result, stopped
+from .worker import ClientRun, Counter, Switches, emit, run_worker_main, stopped
 
 MODES = ("afxdp", "udp", "tcp", "tcp-spin", "etran-udp", "etran-udp-spin", "c-afxdp", "c-etran")
 SEQ = struct.Struct("!Q")
@@ -573,20 +572,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cpu = child_setup(args.cpu)
-    try:
-        result = ROLES[(args.role, args.mode)](args)
-    except Stop:
-        emit("ERROR", "stopped before it was ready")
-        return 1
-    except Exception as e:
-        traceback.print_exc()
-        emit("ERROR", f"{type(e).__name__}: {e}")
-        return 1
-    result["cpu"] = cpu
-    result["mode"] = args.mode
-    emit_result(result)
-    return 0
+    return run_worker_main(lambda: ROLES[(args.role, args.mode)](args), args.cpu, mode=args.mode)
 
 
 if __name__ == "__main__":

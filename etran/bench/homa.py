@@ -39,7 +39,6 @@ import socket
 import struct
 import sys
 import time
-import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,6 +46,7 @@ from .results import BenchError, Invocation, Series, ratio
 
 MODES = ("homa", "homa-spin", "tcp", "tcp-spin")
 DEFAULT_SIZES = (64, 1400, 10_000, 100_000, 1_000_000)
+QUICK_SIZES = (64, 100_000)   # --quick: a size figure in seconds, not minutes (1 MB RPCs take long here)
 WORKLOADS = ("w1", "w2", "w3", "w4", "w5")
 MAX_MESSAGE = 1_000_000
 RESPONSE = 100
@@ -397,23 +397,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .worker import Stop, child_setup, emit, emit_result
+    from .worker import run_worker_main
 
     args = parse_args(argv)
-    cpu = child_setup(args.cpu)
-    try:
-        result = ROLES[(args.role, args.mode)](args)
-    except Stop:
-        emit("ERROR", "stopped before it was ready")
-        return 1
-    except Exception as e:
-        traceback.print_exc()
-        emit("ERROR", f"{type(e).__name__}: {e}")
-        return 1
-    result["cpu"] = cpu
-    result["mode"] = args.mode
-    emit_result(result)
-    return 0
+    return run_worker_main(lambda: ROLES[(args.role, args.mode)](args), args.cpu, mode=args.mode)
 
 
 # ==== the benchmark =============================================================================
@@ -486,7 +473,7 @@ def _run_pair(bed: Any, inv: Invocation, name: str, label: str, mode: str, *, cl
         res = client.result(timeout=time_limit + 180)
         server_res = server.stop() or {}
     except BenchError as e:
-        return inv.new_series(name, label, params=params, error=str(e).splitlines()[0], info={"error_detail": str(e)})
+        return inv.failed_series(name, label, e, params)
     finally:
         for w in (client, server):
             if w is not None:
@@ -537,8 +524,10 @@ def _register() -> None:
         extra_columns = (("lost", "lost"), ("preempted", "preempted"))
 
         def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-            parser.add_argument("--sizes", default=",".join(str(s) for s in DEFAULT_SIZES),
-                                help="message sizes in bytes, comma-separated (default %(default)s)")
+            parser.add_argument("--sizes", default=None,
+                                help="message sizes in bytes, comma-separated (default "
+                                     f"{','.join(str(s) for s in DEFAULT_SIZES)}; --quick "
+                                     f"{','.join(str(s) for s in QUICK_SIZES)})")
             parser.add_argument("--workloads", default=",".join(WORKLOADS),
                                 help="Homa paper workloads to run (default %(default)s; 'none': none)")
             parser.add_argument("--concurrency", type=int, default=8, help="workload RPCs outstanding (default 8)")
@@ -549,6 +538,8 @@ def _register() -> None:
             parser.add_argument("--name", metavar="BED", help="test bed name (default: bench-<random>)")
 
         def _sizes(self, ctx: RunContext) -> list[int]:
+            if ctx.args.sizes is None:
+                return list(QUICK_SIZES if ctx.quick else DEFAULT_SIZES)
             try:
                 sizes = [int(x) for x in ctx.args.sizes.split(",") if x.strip()]
             except ValueError:
@@ -589,7 +580,7 @@ def _register() -> None:
                                 time_limit=ctx.time_limit, cpus=cpus, payload=64, progress=ctx.progress,
                                 keep_samples=ctx.keep_samples)
                 tcp_modes = [] if a.no_tcp else [("tcp-block", "tcp", "kernel TCP blocking, NODELAY")] + (
-                    [] if a.no_spin else [("tcp-spin", "tcp-spin", "kernel TCP spin, NODELAY")])
+                    [] if a.no_spin or ctx.quick else [("tcp-spin", "tcp-spin", "kernel TCP spin, NODELAY")])
                 for prefix, mode, label in tcp_modes:
                     for size in sizes:
                         n = count_for(size, ctx.count)
@@ -608,7 +599,7 @@ def _register() -> None:
                                   client_args=["--size", str(size), "--count", str(n),
                                                "--warmup", str(min(ctx.warmup, n))],
                                   server_args=[], count=n, params={"size": size}, **common)
-                budget = 6_000_000 if ctx.quick else 60_000_000      # request bytes per workload
+                budget = 2_000_000 if ctx.quick else 60_000_000      # request bytes per workload
                 for w in workloads:
                     mean = Workload(w).mean()
                     n = max(30, min(ctx.count, int(budget / max(mean, 1))))

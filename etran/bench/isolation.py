@@ -15,6 +15,10 @@ victim's requests share the switch port towards h2.  Series (ratios are to `alon
                  --flood-limit`, default 25mbit): the kernel drops what is over the rate
                  before it reaches the wire
 
+With `--victims etran-udp,homa` (the default) the same is measured for a Homa RPC victim
+(loadworker's `homa` endpoint: the client's requests are RPCs to a Homa server on h2):
+`homa-alone` and `homa-flood` (ratios to `homa-alone` under the table).
+
 Each flood lasts only while the victim measures (about the warm-up plus `--duration`
 seconds, at most `--duration` + 30 s).  The victim's client and server share CPU 0 (both
 block in select/poll) and the flooder spins on CPU 1 (`--cpus VICTIM,FLOODER`), so the
@@ -37,7 +41,7 @@ from typing import Any
 from .. import ipc
 from .bed import own_testbed, parse_cpus
 from .loadbed import ClientSpec, LoadServer, QueueSampler, run_point
-from .registry import Benchmark, RunContext, register_benchmark
+from .registry import RunContext, TimedBenchmark, register_benchmark
 from .results import BenchError, Invocation, Series, ratio
 from .worker import Worker
 
@@ -47,26 +51,22 @@ FLOOD_PORT = 9700          # nobody listens there on h2: the kernel drops what t
 FLOOD_DELAY = 0.3
 QUEUE_INTERVAL = 0.02      # seconds between samples of the queue towards h2
 BASELINE = "alone"
+VICTIMS = {"etran-udp": ("", "etran UDP"), "homa": ("homa-", "etran Homa")}  # endpoint: (series prefix, group)
 
 
 @register_benchmark
-class IsolationBenchmark(Benchmark):
+class IsolationBenchmark(TimedBenchmark):
     name = "isolation"
     help = "multi-tenant isolation: an app's latency alone, under another tenant's flood, and with a rate limit"
     description = __doc__ or ""
     baseline = BASELINE
-    count = quick_count = 1           # time-based: see --duration
-    warmup = quick_warmup = 0
-    time_limit = 120.0
-    quick_time_limit = 60.0
     duration = 4.0
-    quick_duration = 1.5
+    quick_duration = 1.0
     extra_columns = (("throughput_rps", "req/s"), ("lost", "lost"), ("flood_gbit_s", "flood Gb/s"),
                      ("port_gbit_s", "to port Gb/s"), ("switch_drops", "port drops"), ("hook_drops", "hook drops"))
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--duration", type=float, metavar="S",
-                            help=f"measured seconds per series (default {self.duration:g}, quick {self.quick_duration:g})")
+        self.add_duration_argument(parser)
         parser.add_argument("--link-rate", type=float, default=0.1, metavar="GBIT",
                             help="rate of every test-bed link, Gbit/s (default 0.1)")
         parser.add_argument("--flood-limit", default="25mbit", metavar="RATE",
@@ -80,14 +80,17 @@ class IsolationBenchmark(Benchmark):
         parser.add_argument("--cpus", metavar="VICTIM,FLOODER",
                             help="CPUs of the victim (client and server) and of the flooder (default: the first two; "
                                  "'none': no pinning)")
+        parser.add_argument("--victims", default=",".join(VICTIMS), metavar="EP,EP",
+                            help="victim transports, comma-separated (default %(default)s: etran UDP alone, "
+                                 "flooded and flooded with the limit; Homa RPCs alone and flooded)")
         parser.add_argument("--name", metavar="BED", help="test bed name (default: bench-<random>)")
 
-    def _duration(self, ctx: RunContext) -> float:
-        d = ctx.args.duration if ctx.args.duration is not None else (
-            self.quick_duration if ctx.quick else self.duration)
-        if d <= 0:
-            raise BenchError("--duration must be positive")
-        return d
+    @staticmethod
+    def _victims(a: argparse.Namespace) -> list[str]:
+        eps = [x.strip() for x in (a.victims or "").split(",") if x.strip()]
+        if not eps or any(e not in VICTIMS for e in eps):
+            raise BenchError(f"--victims: a comma-separated choice of {', '.join(VICTIMS)}")
+        return eps
 
     def params(self, ctx: RunContext) -> dict[str, Any]:
         a = ctx.args
@@ -98,7 +101,7 @@ class IsolationBenchmark(Benchmark):
         if a.victim_rate <= 0 or a.link_rate <= 0:
             raise BenchError("--victim-rate and --link-rate must be positive")
         cpus = parse_cpus(a.cpus)
-        return {"duration_s": self._duration(ctx), "warmup_s": 0.2 if ctx.quick else 0.5,
+        return {"duration_s": self.duration_of(ctx), "victims": self._victims(a), "warmup_s": 0.2 if ctx.quick else 0.5,
                 "link_rate_gbit": a.link_rate, "flood_limit": a.flood_limit,
                 "flood_limit_bytes_per_s": parse_rate(a.flood_limit), "flood_size": a.flood_size,
                 "victim_rate_rps": a.victim_rate, "victim_size": a.victim_size, "poll": a.poll,
@@ -114,22 +117,29 @@ class IsolationBenchmark(Benchmark):
         with own_testbed(a.name, hosts=2, daemons=True, rate_gbit=a.link_rate) as bed:
             inv.params["testbed"]["name"] = bed.name
             h1, h2 = bed.hosts[:2]
-            with LoadServer(h2, endpoint="etran-udp", port=VICTIM_PORT, cpu=victim_cpu, poll=a.poll,
-                            time_limit=3600, app_name="iso-victim-server") as server:
-                victim = [ClientSpec(h1, ["--mode", "open", "--rate", str(a.victim_rate), "--size",
-                                          str(a.victim_size), "--app-name", "iso-victim"], victim_cpu)]
-                base = {"group": "etran UDP", "mode": "open", "offered_rps": a.victim_rate, "size": a.victim_size,
-                        "link_rate_gbit": a.link_rate}
-                common = dict(server=server, clients=victim, duration=duration, warmup=warmup,
-                              progress=ctx.progress, keep_samples=ctx.keep_samples, poll=a.poll, bed=bed)
-                with QueueSampler(bed, "h2", interval=QUEUE_INTERVAL) as q:
-                    s = run_point(inv, "alone", "victim alone", params={**base, "flood": None}, **common)
-                s.info["queue_timeline"] = q.timeline()
-                for name, label, limit in (("flood", "victim, neighbour flooding", None),
-                                           ("flood-limited", f"victim, neighbour flooding, limited to {a.flood_limit}",
-                                            a.flood_limit)):
-                    self._flooded(inv, bed, name, label, limit, a, flood_cpu, duration + 30,
-                                  params={**base, "flood": {"size": a.flood_size, "limit": limit}}, common=common)
+            for victim_ep in self._victims(a):
+                pre, group = VICTIMS[victim_ep]
+                with LoadServer(h2, endpoint=victim_ep, port=VICTIM_PORT + (1 if pre else 0), cpu=victim_cpu,
+                                poll=a.poll, time_limit=3600, app_name=f"iso-victim-server{'-' + pre if pre else ''}"
+                                ) as server:
+                    victim = [ClientSpec(h1, ["--mode", "open", "--rate", str(a.victim_rate), "--size",
+                                              str(a.victim_size), "--app-name", "iso-victim"], victim_cpu)]
+                    base = {"group": group, "mode": "open", "offered_rps": a.victim_rate, "size": a.victim_size,
+                            "link_rate_gbit": a.link_rate, "victim": victim_ep}
+                    common = dict(server=server, clients=victim, duration=duration, warmup=warmup,
+                                  progress=ctx.progress, keep_samples=ctx.keep_samples, poll=a.poll, bed=bed)
+                    with QueueSampler(bed, "h2", interval=QUEUE_INTERVAL) as q:
+                        s = run_point(inv, f"{pre}alone", f"{group} victim alone", params={**base, "flood": None},
+                                      **common)
+                    s.info["queue_timeline"] = q.timeline()
+                    floods = [("flood", f"{group} victim, neighbour flooding", None)]
+                    if not pre:  # the rate limit once (it acts on the flooder, whatever the victim)
+                        floods.append(("flood-limited", f"{group} victim, neighbour flooding, limited to "
+                                                        f"{a.flood_limit}", a.flood_limit))
+                    for name, label, limit in floods:
+                        self._flooded(inv, bed, f"{pre}{name}", label, limit, a, flood_cpu, duration + 30,
+                                      params={**base, "flood": {"size": a.flood_size, "limit": limit}},
+                                      common=common)
         from .scale import others_note
 
         others_note(inv)
@@ -205,17 +215,18 @@ def summary_lines(inv: Invocation) -> list[str]:
         return s if s.ok else None
 
     alone = get("alone")
-    lines = []
-    if alone is None:
-        return lines
+    lines: list[str] = []
     rate = inv.params.get("link_rate_gbit")
-    for name in ("flood", "flood-limited"):
+    homa_alone = get("homa-alone")
+    for name in ("flood", "flood-limited", "homa-flood"):
         s = get(name)
-        if s is None:
+        ref = homa_alone if name.startswith("homa") else alone
+        if s is None or ref is None:
             continue
-        what = "flooding" if name == "flood" else f"flooding, limited to {inv.params.get('flood_limit')}"
-        lines.append(f"victim while a neighbour is {what}, vs alone: p50 {fmt_ratio(ratio(s, alone, 'p50'))}x, "
-                     f"p99 {fmt_ratio(ratio(s, alone, 'p99'))}x, p999 {fmt_ratio(ratio(s, alone, 'p999'))}x "
+        what = "flooding" if name != "flood-limited" else f"flooding, limited to {inv.params.get('flood_limit')}"
+        lines.append(f"{s.params.get('group')} victim while a neighbour is {what}, vs alone: p50 "
+                     f"{fmt_ratio(ratio(s, ref, 'p50'))}x, "
+                     f"p99 {fmt_ratio(ratio(s, ref, 'p99'))}x, p999 {fmt_ratio(ratio(s, ref, 'p999'))}x "
                      f"(the flooder sent {s.info.get('flood_gbit_s')} Gbit/s towards a {rate} Gbit/s link, "
                      f"{s.info.get('port_gbit_s')} Gbit/s reached the switch port, which dropped "
                      f"{s.info.get('switch_drops')} packets; its egress hook dropped {s.info.get('hook_drops')})")

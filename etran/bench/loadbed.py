@@ -180,8 +180,7 @@ def run_point(inv: Invocation, name: str, label: str, *, server: LoadServer, cli
         server_cpu1 = process_cpu_seconds(server.pid)
         daemon_cpu1 = [process_cpu_seconds(p) for p in daemons]
     except BenchError as e:
-        return inv.new_series(name, label, params=params, error=str(e).splitlines()[0],
-                              info={"error_detail": str(e)})
+        return inv.failed_series(name, label, e, params)
     finally:
         for w in workers:
             w.close()

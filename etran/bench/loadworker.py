@@ -40,12 +40,11 @@ import socket
 import struct
 import sys
 import time
-import traceback
 from collections import deque
 from typing import Any, ClassVar
 
 from .load import LoadSpec, run_load
-from .worker import Counter, Stop, Switches, child_setup, emit, emit_result, stopped
+from .worker import Counter, Stop, Switches, emit, run_worker_main, stopped
 
 REQ = struct.Struct("!QI")  # tag, response size
 MIN_SIZE = REQ.size
@@ -356,6 +355,255 @@ class KernelUdp(EndpointKind):
             self.sock = None
 
 
+# ---- etran Homa ----------------------------------------------------------------------
+
+class HomaClient:
+    """RPCs over one etran Homa socket.  Homa has no connections: `conns` is only how the
+    generator spreads its requests; N concurrent clients are N RPCs outstanding on the socket
+    (its RPC ids tell their responses apart)."""
+
+    def __init__(self, peer: tuple[str, int]) -> None:
+        from ..homa import HomaSocket
+
+        self.peer = peer
+        self.sock = HomaSocket()
+        self.tags: dict[int, int] = {}
+        self.buf = bytearray(MAX_UDP_PAYLOAD)
+
+    def send(self, conn: int, tag: int, size: int, response_size: int) -> None:
+        REQ.pack_into(self.buf, 0, tag, response_size)
+        self.tags[self.sock.send_request(self.peer, self.buf[:size])] = tag
+
+    def poll(self, timeout: float) -> list[int]:
+        from ..homa import HomaError
+
+        out: list[int] = []
+        recv, tags = self.sock.recv_response, self.tags
+        wait = timeout
+        while True:
+            try:
+                r = recv(None, wait)
+            except HomaError:  # a timeout (nothing more now) or an aborted RPC (the generator counts it lost)
+                break
+            tag = tags.pop(r.id, None)
+            if tag is not None:
+                out.append(tag)
+            wait = 0.0
+        return out
+
+    def info(self) -> dict[str, Any]:
+        return {"poll": os.environ.get("ETRAN_POLL", "block"), "sockets": 1, "outstanding_at_end": len(self.tags),
+                "lib": self.sock._h.stats}
+
+    def close(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(Exception):
+                self.sock.close()
+            self.sock = None
+
+
+@register_endpoint
+class EtranHoma(EndpointKind):
+    """etran's Homa (etran.homa.HomaSocket): requests are RPCs, the server replies to each."""
+
+    name = "homa"
+
+    def __init__(self) -> None:
+        self.sock: Any = None
+
+    def client(self, args: argparse.Namespace) -> HomaClient:
+        _etran_poll_env(args)
+        return HomaClient(_peer(args.peer))
+
+    def prepare(self, args: argparse.Namespace) -> None:
+        _etran_poll_env(args)
+        from ..homa import HomaSocket
+
+        self.sock = HomaSocket(args.port if args.role == "server" else None)
+
+    def serve(self, args: argparse.Namespace, done: Counter) -> None:
+        from ..homa import HomaTimeoutError
+
+        recv, answer = self.sock.recv_request, self.sock.reply
+        while True:
+            try:
+                req = recv(timeout=1.0)
+            except HomaTimeoutError:
+                continue
+            answer(req, response_for(req.payload))
+            done.n += 1
+
+    def info(self) -> dict[str, Any]:
+        return {"lib": self.sock._h.stats} if self.sock is not None else {}
+
+    def close(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(Exception):
+                self.sock.close()
+            self.sock = None
+
+
+# ---- etran TCP -----------------------------------------------------------------------
+
+LEN = struct.Struct("!I")  # TCP carries a byte stream: each request and response is length-prefixed
+
+
+def _frames(buf: bytearray) -> list[bytes]:
+    """The whole length-prefixed messages at the front of `buf` (removed from it)."""
+    out = []
+    off, n = 0, len(buf)
+    while n - off >= 4:
+        ln = LEN.unpack_from(buf, off)[0]
+        if n - off - 4 < ln:
+            break
+        out.append(bytes(buf[off + 4:off + 4 + ln]))
+        off += 4 + ln
+    if off:
+        del buf[:off]
+    return out
+
+
+class EtranTcpClient:
+    """`conns` etran TCP connections of one application (one engine), each a client with its
+    own requests; after each RX batch only the connections that heard something are read."""
+
+    def __init__(self, conns: int, peer: tuple[str, int]) -> None:
+        import etran.tcp
+
+        self.socks: list[Any] = []
+        self.retried = 0
+        try:
+            for _ in range(conns):
+                s = self._connect(etran.tcp, peer)
+                s.setblocking(False)
+                self.socks.append(s)
+        except BaseException:
+            self.close()
+            raise
+        self.engine = self.socks[0].engine
+        self.demux = self.socks[0]._d  # the engine's TCP demultiplexer: which connections heard something
+        self.index = {s: i for i, s in enumerate(self.socks)}
+        self.bufs = [bytearray() for _ in self.socks]
+        self.out = bytearray(4 + MAX_UDP_PAYLOAD)
+
+    def _connect(self, tcp: Any, peer: tuple[str, int], attempts: int = 3) -> Any:
+        """A connection; a handshake that times out (a SYN lost on a busy machine while
+        hundreds open) is tried again, up to `attempts` times."""
+        for i in range(attempts):
+            try:
+                return tcp.create_connection(peer, timeout=15)
+            except TimeoutError:
+                if i == attempts - 1:
+                    raise
+                self.retried += 1
+        raise AssertionError("unreachable")
+
+    def send(self, conn: int, tag: int, size: int, response_size: int) -> None:
+        LEN.pack_into(self.out, 0, size)
+        REQ.pack_into(self.out, 4, tag, response_size)
+        s = self.socks[conn]
+        s.settimeout(5.0)  # room in the send buffer (4 MB) is all it may wait for
+        s.sendall(memoryview(self.out)[:4 + size])
+        s.setblocking(False)
+
+    def poll(self, timeout: float) -> list[int]:
+        d = self.demux
+        with self.engine.lock:
+            d.poll(timeout)
+            heard, d.heard = d.heard, set()
+        out = []
+        unpack = REQ.unpack_from
+        for s in heard:
+            i = self.index.get(s)
+            if i is None:
+                continue
+            while True:
+                try:
+                    data = s.recv(1 << 16)
+                except BlockingIOError:
+                    break
+                if not data:
+                    break
+                self.bufs[i] += data
+            out += [unpack(m)[0] for m in _frames(self.bufs[i]) if len(m) >= 8]
+        return out
+
+    def info(self) -> dict[str, Any]:
+        return {"poll": "busy" if self.engine.busy_poll else "block", "sockets": len(self.socks),
+                "connect_retries": self.retried}
+
+    def close(self) -> None:
+        for s in self.socks:
+            with contextlib.suppress(Exception):
+                s.abort()
+        self.socks = []
+
+
+@register_endpoint
+class EtranTcp(EndpointKind):
+    """etran's TCP: the server is `etran.tcp.start_server` (asyncio streams), the client N
+    connections; requests and responses are length-prefixed on the byte stream."""
+
+    name = "etran-tcp"
+
+    def __init__(self) -> None:
+        self.conns = 0
+
+    def client(self, args: argparse.Namespace) -> EtranTcpClient:
+        _etran_poll_env(args)
+        return EtranTcpClient(args.conns, _peer(args.peer))
+
+    def prepare(self, args: argparse.Namespace) -> None:
+        _etran_poll_env(args)
+        import asyncio
+
+        import etran.tcp
+
+        self.loop = asyncio.new_event_loop()
+        self.server = self.loop.run_until_complete(
+            etran.tcp.start_server(self._handle, "", args.port, backlog=1024))
+        self.done: Counter | None = None
+
+    async def _handle(self, reader: Any, writer: Any) -> None:
+        self.conns += 1
+        try:
+            while True:
+                head = await reader.readexactly(4)
+                body = await reader.readexactly(LEN.unpack(head)[0])
+                resp = response_for(body)
+                writer.write(LEN.pack(len(resp)) + bytes(resp))
+                if self.done is not None:
+                    self.done.n += 1
+        except (EOFError, ConnectionError, OSError, Exception):  # noqa: BLE001 (a client went away)
+            pass
+        finally:
+            writer.close()
+
+    def serve(self, args: argparse.Namespace, done: Counter) -> None:
+        """The event loop until SIGTERM/SIGINT or the time limit (SIGALRM): they set an event
+        here (a Stop raised inside a task would be kept by the task), then Stop as usual."""
+        import asyncio
+
+        self.done = done
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
+            self.loop.add_signal_handler(sig, stop.set)
+        self.loop.run_until_complete(stop.wait())
+        raise Stop("signal")
+
+    def info(self) -> dict[str, Any]:
+        return {"connections": self.conns}
+
+    def close(self) -> None:
+        loop = getattr(self, "loop", None)
+        if loop is not None:
+            with contextlib.suppress(Exception):
+                self.server.close()
+            with contextlib.suppress(Exception):
+                loop.close()
+            self.loop = None
+
+
 # ---- roles ---------------------------------------------------------------------------
 
 def _peer(text: str) -> tuple[str, int]:
@@ -500,21 +748,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cpu = child_setup(args.cpu)
-    try:
-        result = ROLES[args.role](args)
-    except Stop:
-        emit("ERROR", "stopped before it was ready")
-        return 1
-    except Exception as e:
-        traceback.print_exc()
-        emit("ERROR", f"{type(e).__name__}: {e}")
-        return 1
-    result["cpu"] = cpu
-    result["role"] = args.role
-    result["endpoint"] = args.endpoint
-    emit_result(result)
-    return 0
+    return run_worker_main(lambda: ROLES[args.role](args), args.cpu, role=args.role, endpoint=args.endpoint)
 
 
 if __name__ == "__main__":

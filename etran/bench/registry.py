@@ -37,6 +37,7 @@ from .results import DEFAULT_OUT_DIR, BenchError, Invocation, machine_info
 # Modules whose import registers benchmarks; later benchmarks (homa, tcp, kv, c floor) add theirs here.
 BENCHMARK_MODULES = [
     "etran.bench.afxdp",
+    "etran.bench.dctcp",
     "etran.bench.homa",
     "etran.bench.isolation",
     "etran.bench.scale",
@@ -122,6 +123,29 @@ class Benchmark:
     def summary(self, inv: Invocation) -> list[str]:
         """Lines printed under the table (e.g. ratios between particular series)."""
         return []
+
+
+class TimedBenchmark(Benchmark):
+    """A benchmark whose series run for a time (`--duration`), not a count of operations."""
+
+    count = quick_count = 1           # time-based: see --duration
+    warmup = quick_warmup = 0
+    time_limit = 120.0
+    quick_time_limit = 60.0
+    duration: ClassVar[float] = 4.0
+    quick_duration: ClassVar[float] = 1.0
+    min_duration: ClassVar[float] = 0.0
+
+    def add_duration_argument(self, parser: argparse.ArgumentParser, per: str = "series") -> None:
+        parser.add_argument("--duration", type=float, metavar="S",
+                            help=f"measured seconds per {per} (default {self.duration:g}, quick {self.quick_duration:g})")
+
+    def duration_of(self, ctx: RunContext) -> float:
+        d = ctx.args.duration if getattr(ctx.args, "duration", None) is not None else (
+            self.quick_duration if ctx.quick else self.duration)
+        if d <= self.min_duration:
+            raise BenchError(f"--duration must be more than {self.min_duration:g} s")
+        return d
 
 
 def add_common_arguments(p: argparse.ArgumentParser, bench: type[Benchmark]) -> None:

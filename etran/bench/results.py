@@ -143,6 +143,13 @@ class Invocation:
         self.add(s)
         return s
 
+    def failed_series(self, name: str, label: str | None, error: BaseException | str,
+                      params: dict[str, Any] | None = None) -> Series:
+        """A series that could not be measured: the error's first line, the whole of it in info."""
+        text = str(error)
+        return self.new_series(name, label, params=params, error=text.splitlines()[0] if text else type(error).__name__,
+                               info={"error_detail": text})
+
     def add(self, series: Series) -> None:
         if series.invocation_id != self.id:
             raise BenchError(f"series {series.name!r} belongs to invocation {series.invocation_id}, not {self.id}: "

@@ -1,5 +1,5 @@
-"""`etran bench scale`: etran UDP request/response at 2, 4 and 8 hosts, at 1 to 1,000
-concurrent clients, against offered load (open loop) and message size.
+"""`etran bench scale`: etran UDP, Homa and TCP request/response at 2, 4 and 8 hosts and at 1
+to 1,000 concurrent clients; etran UDP also against offered load (open loop) and message size.
 
 One test bed of 8 hosts (the most any sweep needs), an etran daemon on h1 and h2 (with a
 per-application port quota of 1,100, so one process can hold 1,000 sockets); the hosts sweep
@@ -8,7 +8,7 @@ before (an idle daemon costs about 0.15 of a CPU here; `daemon_cpus` of each poi
 the daemons used).  One etran UDP echo server on h1 answers every point; the
 clients are etran.bench.loadworker processes (the load generator, etran.bench.load), by
 default all pinned to CPU 0 and the server to CPU 1, blocking in select(2) (`--poll busy`:
-spinning).  Sweeps (`--sweep`, repeatable; default all):
+spinning).  Sweeps (`--sweep`, repeatable; default all, --quick all but size):
 
   clients  one client process on h2 with N sockets (distinct UDP ports, each a client with
            one request outstanding: a closed loop of N outstanding), N = 1, 10, 100, 1000
@@ -29,8 +29,14 @@ add processes, not CPUs.  Where a point was CPU-bound (the server's process near
 core, or both CPUs near fully busy, other processes included) its series says so
 (`cpu-bound`), and the notes under the table say which figures that limits.
 
-`--endpoint kernel-udp` (repeatable with etran-udp) measures the host kernel's UDP the same
-way, side by side.  Counts: time-based (`--duration`; `--count`/`--warmup` are not used).
+Endpoints (`--endpoint`, repeatable; default etran-udp, homa, etran-tcp): `homa` is RPCs on
+one etran Homa socket (Homa has no connections: N clients are N RPCs outstanding on it),
+`etran-tcp` N etran TCP connections to an `etran.tcp.start_server` server (length-prefixed
+requests); both run the clients and hosts sweeps only.  `kernel-udp` measures the host
+kernel's UDP the same way, side by side.  In the clients sweep a request counts as lost only
+after max(1, N/100) s (with N outstanding it waits behind N-1 others).
+
+Counts: time-based (`--duration`; `--count`/`--warmup` are not used).
 """
 
 from __future__ import annotations
@@ -41,10 +47,11 @@ from typing import Any
 from .bed import own_testbed, parse_cpus
 from .load import load_levels
 from .loadbed import ClientSpec, LoadServer, QuotaDaemonHook, run_point
-from .registry import Benchmark, RunContext, register_benchmark
+from .registry import RunContext, TimedBenchmark, register_benchmark
 from .results import BenchError, Invocation, Series, ratio
 
 SWEEPS = ("clients", "hosts", "load", "size")
+QUICK_SWEEPS = ("clients", "hosts", "load")  # --quick: `etran bench homa` draws latency against size
 HOSTS = (2, 4, 8)
 CLIENTS = (1, 10, 100, 1000)
 SIZES = (64, 256, 512, 1024, 1472)
@@ -53,10 +60,20 @@ LOAD_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25)
 QUICK_LOAD_FRACTIONS = (0.25, 0.75, 1.25)
 LOAD_CONNS = 16
 MAX_PORTS = 1100
-ENDPOINT_PORTS = {"etran-udp": 9500, "kernel-udp": 9600}
-ENDPOINT_PREFIX = {"etran-udp": "", "kernel-udp": "kudp-"}
-ENDPOINT_LABEL = {"etran-udp": "etran UDP", "kernel-udp": "kernel UDP"}
+ENDPOINT_PORTS = {"etran-udp": 9500, "kernel-udp": 9600, "homa": 9700, "etran-tcp": 9800}
+ENDPOINT_PREFIX = {"etran-udp": "", "kernel-udp": "kudp-", "homa": "homa-", "etran-tcp": "tcp-"}
+ENDPOINT_LABEL = {"etran-udp": "etran UDP", "kernel-udp": "kernel UDP", "homa": "etran Homa", "etran-tcp": "etran TCP"}
+# the sweeps an endpoint runs (the others: all); Homa and TCP give the hosts and clients figures only
+ENDPOINT_SWEEPS = {"homa": ("clients", "hosts"), "etran-tcp": ("clients", "hosts")}
+DEFAULT_ENDPOINTS = ("etran-udp", "homa", "etran-tcp")
 BASELINE = "clients-1"
+
+
+def clients_timeout(n: int) -> float:
+    """Seconds before a request of the clients sweep counts as lost: with N outstanding a
+    request waits behind N-1 others, so at 1,000 (up to 10 ms of server time each on a busy
+    2-core machine) 0.5 s would count every one lost.  Half of it is the drain at the end."""
+    return max(1.0, n / 100)
 
 
 def _ints(text: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
@@ -72,26 +89,22 @@ def _ints(text: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
 
 
 @register_benchmark
-class ScaleBenchmark(Benchmark):
+class ScaleBenchmark(TimedBenchmark):
     name = "scale"
     help = "etran UDP at 2/4/8 hosts and 1-1,000 clients; throughput vs offered load; latency vs size"
     description = __doc__ or ""
     baseline = BASELINE
-    count = quick_count = 1           # time-based: see --duration
-    warmup = quick_warmup = 0
-    time_limit = 120.0
-    quick_time_limit = 60.0
     duration = 4.0
-    quick_duration = 0.6
+    quick_duration = 0.5
     extra_columns = (("throughput_rps", "req/s"), ("lost", "lost"), ("cpu_busy", "cpu busy"),
                      ("cpu_bound", "cpu-bound"))
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--sweep", action="append", choices=SWEEPS, help="only this sweep (repeatable)")
         parser.add_argument("--endpoint", action="append", choices=tuple(ENDPOINT_PORTS),
-                            help="transport (repeatable; default etran-udp)")
-        parser.add_argument("--duration", type=float, metavar="S",
-                            help=f"measured seconds per point (default {self.duration:g}, quick {self.quick_duration:g})")
+                            help="transport (repeatable; default etran-udp, homa and etran-tcp; homa and "
+                                 "etran-tcp run the clients and hosts sweeps only)")
+        self.add_duration_argument(parser, "point")
         parser.add_argument("--hosts-list", metavar="N,N", help="hosts sweep (default 2,4,8)")
         parser.add_argument("--clients-list", metavar="N,N", help="clients sweep (default 1,10,100,1000)")
         parser.add_argument("--sizes", metavar="B,B", help="size sweep, bytes (default 64,256,512,1024,1472; "
@@ -107,13 +120,12 @@ class ScaleBenchmark(Benchmark):
         sizes = _ints(a.sizes, QUICK_SIZES if ctx.quick else SIZES)
         if max(sizes) > 1472 or min(sizes) < 12:
             raise BenchError("--sizes: between 12 and 1472 bytes (one datagram)")
-        duration = a.duration if a.duration is not None else (self.quick_duration if ctx.quick else self.duration)
-        if duration <= 0:
-            raise BenchError("--duration must be positive")
-        return {"sweeps": list(a.sweep or SWEEPS), "endpoints": list(dict.fromkeys(a.endpoint or ["etran-udp"])),
+        duration = self.duration_of(ctx)
+        return {"sweeps": list(a.sweep or (QUICK_SWEEPS if ctx.quick else SWEEPS)),
+                "endpoints": list(dict.fromkeys(a.endpoint or DEFAULT_ENDPOINTS)),
                 "hosts": sorted(set(_ints(a.hosts_list, HOSTS))), "clients": sorted(set(_ints(a.clients_list, CLIENTS))),
                 "sizes": list(sizes), "load_fractions": list(QUICK_LOAD_FRACTIONS if ctx.quick else LOAD_FRACTIONS),
-                "duration_s": duration, "warmup_s": 0.15 if ctx.quick else 0.5, "poll": a.poll}
+                "duration_s": duration, "warmup_s": 0.1 if ctx.quick else 0.5, "poll": a.poll}
 
     def params(self, ctx: RunContext) -> dict[str, Any]:
         cpus = parse_cpus(ctx.args.cpus)
@@ -144,12 +156,16 @@ class ScaleBenchmark(Benchmark):
             common["bed"] = bed
             hosts = bed.hosts
             h1, h2 = hosts[0], hosts[1]
+            started: set[int] = set()
             for ep in plan["endpoints"]:
                 pre, lab = ENDPOINT_PREFIX[ep], ENDPOINT_LABEL[ep]
+                sweeps = [sw for sw in plan["sweeps"] if sw in ENDPOINT_SWEEPS.get(ep, SWEEPS)]
+                if not sweeps:
+                    continue
                 with LoadServer(h1, endpoint=ep, port=ENDPOINT_PORTS[ep], cpu=server_cpu, poll=poll,
                                 time_limit=3600, app_name=f"scale-server-{ep}") as server:
                     peak = 0.0
-                    if "clients" in plan["sweeps"]:
+                    if "clients" in sweeps:
                         for n in plan["clients"]:
                             s = run_point(inv, f"{pre}clients-{n}", f"{lab}, {n:,} client{'s' if n > 1 else ''}",
                                           server=server, clients=[ClientSpec(h2, [
@@ -157,12 +173,12 @@ class ScaleBenchmark(Benchmark):
                                               client_cpu)],
                                           params={"sweep": "clients", "group": lab, "clients": n, "hosts": 2,
                                                   "mode": "closed", "outstanding": n, "conns": n, "size": 64},
-                                          **common)
+                                          timeout=clients_timeout(n), drain=clients_timeout(n) / 2, **common)
                             if s.ok:
                                 peak = max(peak, float(s.info.get("throughput_rps") or 0))
                             elif n >= 1000:
                                 inv.notes.append(f"{n:,} clients did not run on this machine: {s.error}")
-                    if "load" in plan["sweeps"]:
+                    if "load" in sweeps:
                         if peak <= 0:
                             s = run_point(inv, f"{pre}peak", f"{lab}, peak (64 outstanding)", server=server,
                                           clients=[ClientSpec(h2, ["--mode", "closed", "--outstanding", "64",
@@ -182,13 +198,13 @@ class ScaleBenchmark(Benchmark):
                                                   "fraction_of_peak": round(rate / peak, 3)}, **common)
                         else:
                             inv.notes.append(f"{lab}: no peak throughput measured, so no open-loop sweep")
-                    if "size" in plan["sweeps"]:
+                    if "size" in sweeps:
                         for size in plan["sizes"]:
                             run_point(inv, f"{pre}size-{size}", f"{lab}, {size} B", server=server,
                                       clients=[ClientSpec(h2, ["--mode", "closed", "--size", str(size)], client_cpu)],
                                       params={"sweep": "size", "group": lab, "mode": "closed", "outstanding": 1,
                                               "size": size, "response_size": size}, **common)
-                    if "hosts" in plan["sweeps"]:
+                    if "hosts" in sweeps:
                         for n in plan["hosts"]:
                             if n > len(hosts):
                                 continue
@@ -196,7 +212,9 @@ class ScaleBenchmark(Benchmark):
                                 inv.notes.append("hosts sweep: 1 host has no client; skipped")
                                 continue
                             for h in hosts[2:n]:
-                                hook.start_on(h)
+                                if h.index not in started:
+                                    hook.start_on(h)
+                                    started.add(h.index)
                             clients = [ClientSpec(h, ["--mode", "closed"], client_cpu) for h in hosts[1:n]]
                             run_point(inv, f"{pre}hosts-{n}", f"{lab}, {n} hosts ({n - 1} to 1)", server=server,
                                       clients=clients,

@@ -24,12 +24,11 @@ import os
 import socket
 import sys
 import time
-import traceback
 from typing import Any
 
 from .registry import Benchmark, RunContext, register_benchmark
 from .results import BenchError, Invocation, Series
-from .worker import ClientRun, Stop, Worker, child_setup, emit, emit_result, stopped
+from .worker import ClientRun, Worker, emit, run_worker_main, stopped
 
 MODULE = "etran.bench.tcp"
 PORT = 9300
@@ -238,34 +237,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-limit", type=float, default=60.0)
     p.add_argument("--cpu", type=int)
     a = p.parse_args(argv)
-    cpu = child_setup(a.cpu)
-    try:
-        result = ROLES[a.role](a)
-    except Stop:
-        emit("ERROR", "stopped before it was ready")
-        return 1
-    except Exception as e:  # noqa: BLE001 (never let one failure stop the loop)
-        traceback.print_exc()
-        emit("ERROR", f"{type(e).__name__}: {e}")
-        return 1
-    result["cpu"] = cpu
-    result["mode"] = a.mode
-    emit_result(result)
-    return 0
+    return run_worker_main(lambda: ROLES[a.role](a), a.cpu, mode=a.mode)
 
 
 # ---- the benchmark ---------------------------------------------------------------------------------
 def _pair(bed: Any, inv: Invocation, name: str, label: str, server_role: str, client_role: str, mode: str,
           args: list[str], port: int, ctx: RunContext, cpus: tuple[int, int] | None, server_mode: str | None = None,
           extra_info: tuple[str, ...] = ()) -> Series:
+    return run_pair(bed, inv, name, label, server_role, client_role, mode, args, port, count=ctx.count,
+                    time_limit=ctx.time_limit, progress=ctx.progress, keep_samples=ctx.keep_samples, cpus=cpus,
+                    server_mode=server_mode, extra_info=extra_info)
+
+
+def run_pair(bed: Any, inv: Invocation, name: str, label: str, server_role: str, client_role: str, mode: str,
+             args: list[str], port: int, *, count: int, time_limit: float, progress: Any = None,
+             keep_samples: bool = False, cpus: tuple[int, int] | None = None, server_mode: str | None = None,
+             extra_info: tuple[str, ...] = ()) -> Series:
+    """A server (SERVER_ROLE) on h2 and a client (CLIENT_ROLE) on h1 of this module's worker;
+    one series from the client's RESULT (also `etran demo`'s etran TCP rows)."""
     h1, h2 = bed.hosts[:2]
     params = {"mode": mode, "server": server_role, "client": client_role, "args": args}
     client_cpu, server_cpu = cpus if cpus else (None, None)
-    task = ctx.progress.add(label, total=ctx.count) if ctx.progress is not None else None
+    task = progress.add(label, total=count) if progress is not None else None
 
     def on_progress(done: int, total: int) -> None:
-        if ctx.progress is not None:
-            ctx.progress.update(task, completed=done, total=total)
+        if progress is not None:
+            progress.update(task, completed=done, total=total)
 
     server = client = None
     try:
@@ -273,11 +270,11 @@ def _pair(bed: Any, inv: Invocation, name: str, label: str, server_role: str, cl
                                      *args], cpu=server_cpu, name=f"{name} server")
         server.wait_ready(timeout=60)
         client = Worker(h1, MODULE, [client_role, "--mode", mode, "--peer-ip", h2.ip, "--port", str(port),
-                                     "--time-limit", str(ctx.time_limit), *args], cpu=client_cpu,
+                                     "--time-limit", str(time_limit), *args], cpu=client_cpu,
                         on_progress=on_progress, name=f"{name} client")
-        res = client.result(timeout=ctx.time_limit + 90)
+        res = client.result(timeout=time_limit + 90)
     except BenchError as e:
-        return inv.new_series(name, label, params=params, error=str(e).splitlines()[0], info={"error_detail": str(e)})
+        return inv.failed_series(name, label, e, params)
     finally:
         for w in (client, server):
             if w is not None:
@@ -288,7 +285,7 @@ def _pair(bed: Any, inv: Invocation, name: str, label: str, server_role: str, cl
                 w.close()
     samples = res.pop("samples", [])
     info = {k: res.get(k) for k in ("measured", "truncated", "elapsed_s", *extra_info)}
-    return inv.new_series(name, label, samples=samples, params=params, info=info, keep_samples=ctx.keep_samples)
+    return inv.new_series(name, label, samples=samples, params=params, info=info, keep_samples=keep_samples)
 
 
 @register_benchmark
@@ -299,7 +296,7 @@ class TcpBenchmark(Benchmark):
     baseline = "tcp-blocking"
     references = {"afxdp-spin": "F"}
     count = 20_000
-    quick_count = 1_000
+    quick_count = 500
     warmup = 1_000
     quick_warmup = 100
     time_limit = 60.0
@@ -324,7 +321,7 @@ class TcpBenchmark(Benchmark):
         skip = set(filter(None, a.skip.split(",")))
         cpus = parse_cpus(a.cpus)
         inv = ctx.invocation
-        mb = min(a.megabytes, 50) if ctx.quick else a.megabytes
+        mb = min(a.megabytes, 10) if ctx.quick else a.megabytes
         common = dict(count=ctx.count, warmup=ctx.warmup, time_limit=ctx.time_limit, cpus=cpus,
                       keep_samples=ctx.keep_samples, progress=ctx.progress)
         with own_testbed(hosts=2) as bed:
@@ -335,8 +332,9 @@ class TcpBenchmark(Benchmark):
                 run_echo_series(bed, k_spin, inv, port_offset=1, **common)
                 if "floor" not in skip:
                     run_echo_series(bed, SERIES[0], inv, port_offset=2, **common)
-                run_echo_series(bed, EchoSeries("tcp-blocking-4k", "kernel TCP blocking, 4 KB", "tcp"), inv,
-                                port_offset=3, payload=4096, **common)
+                if not ctx.quick:  # --quick: 64-byte latency only
+                    run_echo_series(bed, EchoSeries("tcp-blocking-4k", "kernel TCP blocking, 4 KB", "tcp"), inv,
+                                    port_offset=3, payload=4096, **common)
             if "goodput" not in skip:
                 _pair(bed, inv, "goodput-kernel", "goodput, kernel TCP", "sink-server", "goodput-client", "kernel",
                       ["--megabytes", str(mb)], PORT + 1, ctx, cpus, extra_info=("goodput_mbps", "seconds"))
@@ -347,7 +345,7 @@ class TcpBenchmark(Benchmark):
             start_daemons(bed)
             port = PORT + 10
             if "latency" not in skip:
-                for payload, suffix in ((64, ""), (4096, "-4k")):
+                for payload, suffix in ((64, ""),) + (() if ctx.quick else ((4096, "-4k"),)):
                     for mode, label in (("etran-spin", "etran TCP busy-poll"), ("etran", "etran TCP blocking")):
                         name = ("etran-tcp-spin" if mode == "etran-spin" else "etran-tcp-blocking") + suffix
                         _pair(bed, inv, name, f"{label}{', 4 KB' if suffix else ''}", "echo-server", "echo-client",

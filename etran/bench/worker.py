@@ -165,6 +165,27 @@ def stopped(loop: Callable[..., Any], *args: Any) -> bool:
     return False
 
 
+def run_worker_main(run: Callable[[], dict[str, Any]], cpu: int | None, /, **extra: Any) -> int:
+    """The `main()` of a worker program: pin to `cpu`, call `run` (the role), report its RESULT
+    (with the CPU and `extra`) or an ERROR; the exit status."""
+    import traceback
+
+    cpu = child_setup(cpu)
+    try:
+        result = run()
+    except Stop:
+        emit("ERROR", "stopped before it was ready")
+        return 1
+    except Exception as e:  # noqa: BLE001 (report any failure as the worker's ERROR line)
+        traceback.print_exc()
+        emit("ERROR", f"{type(e).__name__}: {e}")
+        return 1
+    result["cpu"] = cpu
+    result.update(extra)
+    emit_result(result)
+    return 0
+
+
 # ---- parent side ------------------------------------------------------------------------
 
 class Worker:

@@ -29,6 +29,7 @@ from ..bpf.attach import attach_xdp, detach_xdp
 from ..bpf.objects import BPF_F_MMAPABLE, BPF_MAP_TYPE_ARRAY
 from ..errors import EtranError
 from ..kernel.structs import AppInfo, HostPub, Limits
+from ..lib.sched import request_short_slice
 from ..xsk.socket import XskSocket
 from ..xsk.umem import Umem
 from . import tenants
@@ -301,6 +302,9 @@ class Daemon:
     # ---- serving ------------------------------------------------------------------------
     async def _serve(self) -> None:
         self.loop = asyncio.get_running_loop()
+        # the timers (delayed ACKs, congestion control every round, resends, live-frame
+        # generation) are only useful on time: run at once on waking, even beside CPU hogs
+        request_short_slice()
         self._stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self._stopping.set)

@@ -13,10 +13,11 @@ does what is rare or slow, as eTran splits it:
   congestion  the kernel queues a flow in `tcp_cc_q` when a round of data is acknowledged or a
               loss is seen; every tick the daemon reads the flow's counters (acked bytes,
               ECE-acked bytes, loss events, RTT) and runs the flow's algorithm (etran.tcp.cc:
-              any registered name, swappable on a live connection), writing cwnd back
-              (tcp_ctl) and asking for CWR after an ECN cut.
+              any registered name, swappable on a live connection), writing cwnd and the
+              pacing rate (gain * cwnd / srtt) back (tcp_ctl) and asking for CWR after an ECN cut.
   timers      delayed ACKs (tcp_delack), RTO with exponential backoff (go-back-N from snd_una,
-              published to the library), SYN/SYN-ACK retries, TIME_WAIT.
+              published to the library), SYN/SYN-ACK retries, TIME_WAIT. None while the host
+              has no TCP flow: the ticker sleeps until one appears.
   teardown    FINs are part of the byte stream (the data path tracks them); the daemon moves
               finished flows to TIME_WAIT or CLOSED, frees them when the application let go,
               and resets the connections of an application that dies.
@@ -105,6 +106,7 @@ class DFlow:
     last_una: int = -1
     rto_count: int = 0
     probed_una: int = -1
+    rate_sent: int = 0                       # the pacing rate last written to the kernel (bytes/s)
     params: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -155,6 +157,8 @@ class TcpTransport(Transport):
         self.handshaking: set[tuple[str, int, int]] = set()
         self._tag = int.from_bytes(os.urandom(3), "big") << 16
         self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None      # set when the first flow appears (see _ticker)
         self._next_scan = 0.0
         self.cc_modules = load_cc_modules()
         self.stats = dict.fromkeys(("syn_in", "synack_out", "established", "rst_out", "rto", "cc_runs",
@@ -170,7 +174,14 @@ class TcpTransport(Transport):
         self._delack = self.obj.program("tcp_delack")
 
     def on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._wake = asyncio.Event()
         self._task = loop.create_task(self._ticker())
+
+    def _kick(self) -> None:
+        """Wake the ticker (a flow appeared); safe from any thread."""
+        if self._loop is not None and self._wake is not None and not self._wake.is_set():
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     def stop(self) -> None:
         if self._task is not None:
@@ -295,6 +306,7 @@ class TcpTransport(Transport):
         d = DFlow(app, raddr, rport, lport, free.pop(), self._new_tag(), cc_name, passive=passive)
         flows.add(d.ident)
         self.flows[d.ident] = d
+        self._kick()
         return d
 
     # ---- requests from applications --------------------------------------------------------
@@ -492,7 +504,13 @@ class TcpTransport(Transport):
 
     # ---- timers -------------------------------------------------------------------------------
     async def _ticker(self) -> None:
+        """Every TICK while the host has TCP flows; with none there is no timer work at all
+        (delayed ACKs, congestion control, handshakes and RTOs all belong to a flow), so the
+        ticker sleeps until `_alloc` wakes it: an idle daemon does not wake up for TCP."""
         while True:
+            if not self.flows and self._wake is not None:
+                self._wake.clear()
+                await self._wake.wait()
             await asyncio.sleep(TICK)
             try:
                 self._tick()
@@ -501,7 +519,7 @@ class TcpTransport(Transport):
 
     def _tick(self) -> None:
         now = time.monotonic()
-        # delayed ACKs the data did not take
+        # delayed ACKs the data did not take (tcp_delack leaves those owed for less than its delay)
         n = 128
         ran = 0
         while n == 128 and ran < 8:
@@ -572,9 +590,14 @@ class TcpTransport(Transport):
         old = f.cwnd
         reduced = cc.on_round(max(acked, 0), max(marked, 0), max(losses, 0), rtt_us, now, round_complete=True)
         cwnd = max(int(cc.cwnd), 2 * d.mss)
-        if cwnd != old or reduced:
+        # the pacing bound the hook enforces (gain * cwnd / srtt); rewritten when it moved by 1/8
+        rate = min(int(cc.rate or 0), 0xFFFFFFFF)
+        rate_moved = rate and abs(rate - d.rate_sent) * 8 > d.rate_sent
+        if cwnd != old or reduced or rate_moved:
+            if rate_moved:
+                d.rate_sent = rate
             self.ctl(TcpCtlOp.TCP_CTL_SET_CWND, d.key, min(cwnd, 0xFFFFFFFF),
-                     1 if reduced and f.flags & F.TCP_F_ECN else 0)
+                     (1 if reduced and f.flags & F.TCP_F_ECN else 0) | (rate << 32 if rate_moved else 0))
 
     def _scan(self, now: float) -> None:
         if not self.flows:

@@ -485,7 +485,8 @@ class TcpFlow(ctypes.Structure):
                 ("rtt_start_ns", u64), ("last_progress_ns", u64), ("rtt_us", u64), ("rtt_samples", u64),
                 ("acked_bytes", u64), ("ecn_bytes", u64), ("loss_events", u64), ("rx_bytes", u64),
                 ("tx_bytes", u64), ("retrans_bytes", u64), ("ce_bytes", u64), ("window_drops", u64),
-                ("grace_until_ns", u64), ("grace_limit", u32), ("pad2", u32)]
+                ("grace_until_ns", u64), ("grace_limit", u32), ("pace_rate", u32), ("pace_last_ns", u64),
+                ("pace_drops", u64), ("pace_tokens", u32), ("pad2", u32)]
 
 
 class TcpCtlCmd(ctypes.Structure):

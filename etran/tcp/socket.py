@@ -44,6 +44,8 @@ TCP_PUB_RTX = int(P.TCP_PUB_RTX)
 TCP_PUB_SND = int(P.TCP_PUB_SND)
 TCP_PUB_STATE = int(P.TCP_PUB_STATE)
 TCP_PUB_TAG = int(P.TCP_PUB_TAG)
+TCP_PUB_WINDOWS = int(P.TCP_PUB_WINDOWS)
+TCP_PUB_FIN = int(P.TCP_PUB_FIN)
 TCP_S_CLOSED = int(S.TCP_S_CLOSED)
 TCP_S_ESTABLISHED = int(S.TCP_S_ESTABLISHED)
 
@@ -55,8 +57,12 @@ LINGER = 10.0                   # close() waits this long for our data and FIN t
 M32 = 0xFFFFFFFF
 _HDR = struct.Struct("!6s6sHBBHHHBBH4s4sHHIIBBHHH")
 _TS_PLACEHOLDER = b"\x01\x01\x08\x0a" + bytes(8)
+_IP_VAR = struct.Struct("!HH")           # at 16: IPv4 total length, identification
+_SEQ_ACK = struct.Struct("!II")          # at 38: TCP sequence number, ACK field (our window's right edge)
 TCPF_FIN, TCPF_SYN, TCPF_RST, TCPF_PSH, TCPF_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 _SACK = struct.Struct("!II")
+MSG_PEEK = int(_socket.MSG_PEEK)  # a plain int: IntFlag arithmetic costs microseconds
+PACE_MIN_BURST = 16             # segments; the egress hook's TCP_PACE_MIN_BURST
 
 
 def unwrap(x: int, ref: int) -> int:
@@ -72,6 +78,7 @@ class _Demux:
         self.conns: dict[tuple[bytes, int, int], TcpSocket] = {}
         self.listeners: dict[int, TcpSocket] = {}
         self.dirty: set[TcpSocket] = set()
+        self.pushed: set[TcpSocket] = set()       # the connections the last poll() pushed
         self.heard: set[TcpSocket] = set()        # connections with news since the asyncio pump looked
         self.ignored: dict[tuple[bytes, int, int], float] = {}
         engine.register(_socket.IPPROTO_TCP, self.on_frame)
@@ -83,7 +90,10 @@ class _Demux:
                (buf[addr + 36] << 8) | buf[addr + 37])
         c = self.conns.get(key)
         if c is not None:
-            c._on_frame(addr, length)
+            if c._connected:                 # the common case, one call less per frame
+                c._on_frame_bytes(buf, addr)
+            else:
+                c._on_frame(addr, length)
             self.dirty.add(c)
             return
         lst = self.listeners.get(key[2])
@@ -95,11 +105,14 @@ class _Demux:
         eng = self.engine
         n = eng.poll(timeout)
         if self.dirty:
-            dirty, self.dirty = self.dirty, set()
+            self.pushed = dirty = self.dirty
+            self.dirty = set()
             for c in dirty:
                 c._push()
             eng.flush()
             self.heard |= dirty
+        elif self.pushed:
+            self.pushed = set()
         return n
 
     def _at_exit(self) -> None:
@@ -215,8 +228,15 @@ class TcpSocket:
         self.remote = (p["raddr"], int(p["rport"]))
         self.local = (s.host_ip, int(p["lport"]))
         self._key = (raddr, int(p["rport"]), int(p["lport"]))
-        self._tmpl = (b"\0" * 6, s.host_mac_bytes, 0x0800, 0x45, 0, 0, 0, 0x4000, 64, 6, 0, s.host_ip_bytes, raddr,
-                      int(p["lport"]), int(p["rport"]))
+        self._tmpl = t = (b"\0" * 6, s.host_mac_bytes, 0x0800, 0x45, 0, 0, 0, 0x4000, 64, 6, 0, s.host_ip_bytes,
+                          raddr, int(p["lport"]), int(p["rport"]))
+        # every segment starts as a copy of this header; _emit then writes what changes
+        hdr = bytearray(self._hlen)
+        _HDR.pack_into(hdr, 0, t[0], t[1], t[2], t[3], t[4], 0, 0, t[7], t[8], t[9], 0, t[11], t[12], t[13], t[14],
+                       0, 0, (self._hlen - 34) << 2, TCPF_ACK | TCPF_PSH, 0, 0, 0)
+        if self._ts:
+            hdr[54:66] = _TS_PLACEHOLDER
+        self._hdr = bytes(hdr)
         # send side (unwrapped sequence numbers)
         self._snd_base = (int(p["iss"]) + 1)          # sequence number of _sbuf[_soff]
         self._sbuf = bytearray()
@@ -231,6 +251,8 @@ class TcpSocket:
         self._stall_at: float | None = None
         self._stall_nxt = 0
         self._ip_id = 0
+        self._pace_tokens = 1 << 62                   # our copy of the hook's pacing bucket (see _pace): full
+        self._pace_t = time.monotonic_ns()
         # receive side
         self._rcv_nxt = int(p["irs"]) + 1
         self._rcv_wnd = int(p["rcv_wnd"])
@@ -244,7 +266,8 @@ class TcpSocket:
         self._reset_why = ""
         self._shut_rd = False
         self._connected = True
-        self.stats = {"segments": 0, "retransmits": 0, "bytes_sent": 0, "bytes_received": 0, "blocked": 0}
+        self.stats = {"segments": 0, "retransmits": 0, "bytes_sent": 0, "bytes_received": 0, "blocked": 0,
+                      "paced": 0}
 
     # ---- frames in ------------------------------------------------------------------------
     def _on_new(self, key: tuple[bytes, int, int], addr: int, length: int) -> None:
@@ -283,10 +306,11 @@ class TcpSocket:
         if doff > 32 or (doff > 20 and not self._ts):
             self._parse_sack(buf, t + 20, doff - 20)
         plen = tot - 20 - doff
-        seq = unwrap((buf[t + 4] << 24) | (buf[t + 5] << 16) | (buf[t + 6] << 8) | buf[t + 7], self._rcv_nxt)
+        rn = self._rcv_nxt
+        seq = (buf[t + 4] << 24) | (buf[t + 5] << 16) | (buf[t + 6] << 8) | buf[t + 7]
+        seq = rn + (((seq - rn) + (1 << 31)) & M32) - (1 << 31)         # unwrap(seq, rn), inlined
         if plen > 0:
             start = t + doff
-            rn = self._rcv_nxt
             if seq <= rn:
                 if seq + plen > rn:
                     self._rbuf += buf[start + rn - seq:start + plen]
@@ -399,7 +423,6 @@ class TcpSocket:
             self._stall_at = None
         if state != TCP_S_ESTABLISHED:
             return
-        limit = unwrap(w[TCP_PUB_LIMIT] & M32, base)
         rtx = w[TCP_PUB_RTX]
         epoch = rtx & M32
         if epoch != self._rtx_epoch:
@@ -410,7 +433,11 @@ class TcpSocket:
                 self._sacked = []
                 self._fin_sent = self._fin_sent and False
         recovering = flags & TCP_F_RECOVERY
+        if not recovering and self._snd_nxt >= data_end and (self._fin_sent or not self._fin_wanted):
+            return  # nothing to (re)send: most calls on a request/response path end here
+        limit = unwrap(w[TCP_PUB_LIMIT] & M32, base)
         mss = self.mss
+        tokens = self._pace(w)
         if recovering:
             # SACK-based: resend the holes below the highest SACKed byte, each once per episode
             top = self._sacked[-1][1] if self._sacked else una + 1
@@ -421,8 +448,9 @@ class TcpSocket:
                 if e <= s:
                     break
                 if s not in self._rtx_done and not self._is_sacked(s, e):
-                    if e > limit and s != una:
+                    if e > limit and s != una or e - s > tokens:
                         break
+                    tokens -= e - s
                     self._emit(s, e - s, False)
                     self._rtx_done.add(s)
                     self.stats["retransmits"] += 1
@@ -438,12 +466,16 @@ class TcpSocket:
                 if nxt + n > limit:
                     self.stats["blocked"] += 1
                     break
+            if n > tokens:
+                self.stats["paced"] += 1
+                break
             fin = self._fin_wanted and nxt + n == data_end and nxt + n + 1 <= limit
             if nxt < self._sent_hi:
                 if recovering and (nxt in self._rtx_done or self._is_sacked(nxt, nxt + n)):
                     nxt += n
                     continue
                 self.stats["retransmits"] += 1
+            tokens -= n
             self._emit(nxt, n, fin)
             nxt += n
             if fin:
@@ -455,27 +487,49 @@ class TcpSocket:
             nxt = data_end + 1
         self._snd_nxt = nxt
         self._sent_hi = max(self._sent_hi, nxt)
+        self._pace_tokens = tokens
+
+    def _pace(self, w) -> int:
+        """Bytes we may send now: the hook's pacing bucket as we can know it.
+
+        The hook refills its bucket at the published rate (gain * cwnd / srtt, bytes/s) up to
+        twice max(cwnd, PACE_MIN_BURST segments) and refuses data frames beyond it. Our copy
+        refills from an earlier clock reading and holds less than half of that, so a paced
+        application is not refused even when the rate or cwnd changed since it looked."""
+        now = time.monotonic_ns()
+        cwnd = w[TCP_PUB_WINDOWS] & M32
+        rate = w[TCP_PUB_FIN] >> 32 or cwnd * 1000
+        cap = max(cwnd, PACE_MIN_BURST * self.mss) - self.mss
+        dt = min(now - self._pace_t, 1_000_000_000)
+        self._pace_t = now
+        return min(cap, self._pace_tokens + rate * dt // 1_000_000_000)
 
     def _emit(self, seq: int, n: int, fin: bool) -> None:
+        """One segment into a TX frame: the prebuilt header, then the fields that change (the
+        kernel writes the rest); cheaper than packing all 22 header fields per segment."""
         eng = self.engine
-        a = eng.tx_frame_wait(5.0)
+        a = eng.tx_frame()
+        if a < 0:
+            a = eng.tx_frame_wait(5.0)
+        buf = eng.buf
         hl = self._hlen
-        t = self._tmpl
-        self._ip_id = (self._ip_id + 1) & 0xFFFF
+        buf[a:a + hl] = self._hdr
+        self._ip_id = ip_id = (self._ip_id + 1) & 0xFFFF
         # our window's right edge: what we have read plus the window (the hook takes it from the ACK field)
         edge = self._rcv_nxt - (len(self._rbuf) - self._roff) + self._rcv_wnd
-        self._edge_sent = max(self._edge_sent, edge)
-        _HDR.pack_into(eng.buf, a, t[0], t[1], t[2], t[3], t[4], hl - 14 + n, self._ip_id, t[7], t[8], t[9], 0,
-                       t[11], t[12], t[13], t[14], seq & M32, edge & M32, (hl - 34) << 2,
-                       TCPF_ACK | TCPF_PSH | (TCPF_FIN if fin else 0), 0, 0, 0)
-        if self._ts:
-            eng.buf[a + 54:a + 66] = _TS_PLACEHOLDER
+        if edge > self._edge_sent:
+            self._edge_sent = edge
+        _IP_VAR.pack_into(buf, a + 16, hl - 14 + n, ip_id)
+        _SEQ_ACK.pack_into(buf, a + 38, seq & M32, edge & M32)
+        if fin:
+            buf[a + 47] = TCPF_ACK | TCPF_PSH | TCPF_FIN
         if n:
             off = self._soff + seq - self._snd_base
-            eng.buf[a + hl:a + hl + n] = self._sbuf[off:off + n]
+            buf[a + hl:a + hl + n] = self._sbuf[off:off + n]
         eng.commit(hl + n)
-        self.stats["segments"] += 1
-        self.stats["bytes_sent"] += n
+        st = self.stats
+        st["segments"] += 1
+        st["bytes_sent"] += n
 
     def _send_window_update(self) -> None:
         """A pure ACK from the current state (the kernel writes it)."""
@@ -487,8 +541,11 @@ class TcpSocket:
     def _wait(self, ready, timeout: float | None, what: str) -> None:
         """Run the engine until ready() (holding the engine's lock only while polling)."""
         eng = self.engine
+        with eng.lock:
+            if ready():  # the common case on a request/response path: no clock, no poll
+                return
         deadline = None if timeout is None else time.monotonic() + timeout
-        busy = eng.busy_poll
+        step0 = 0.002 if threading.active_count() > 1 and not eng.busy_poll else 0.0021
         polled = False
         while True:
             with eng.lock:
@@ -508,11 +565,12 @@ class TcpSocket:
                     if timeout == 0:
                         raise BlockingIOError(errno.EAGAIN, f"{what} would block")
                     raise TimeoutError(errno.ETIMEDOUT, f"{what} timed out")
-                step = 0.002 if threading.active_count() > 1 and not busy else 0.0021
-                if left is not None:
-                    step = min(step, left)
+                step = step0 if left is None else min(step0, left)
                 self._d.poll(step)
-                if self._connected:
+                if self._connected and self not in self._d.pushed:
+                    # nothing for us in that batch (or a timeout): what time alone changes
+                    # (the pacing bucket, a stall) may still let us send; _Demux.poll already
+                    # pushed the connections that heard something
                     self._push()
                     eng.flush()
 
@@ -579,8 +637,8 @@ class TcpSocket:
             return 0
 
         def room() -> bool:
-            if self._reset:
-                return True
+            if self._reset or len(self._sbuf) - self._soff < SNDBUF:
+                return True  # (the _push below sends; one _push per send on the hot path)
             self._push()
             return len(self._sbuf) - self._soff < SNDBUF
 
@@ -603,7 +661,7 @@ class TcpSocket:
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         self._check_open()
-        self._wait(lambda: self._readable(), self.timeout, "recv")
+        self._wait(self._readable, self.timeout, "recv")
         with self.engine.lock:
             avail = len(self._rbuf) - self._roff
             if not avail and self._reset and not self._eof:
@@ -615,7 +673,7 @@ class TcpSocket:
                 return b""
             n = min(bufsize, avail)
             out = bytes(self._rbuf[self._roff:self._roff + n])
-            if not flags & _socket.MSG_PEEK:
+            if not flags & MSG_PEEK:
                 self._roff += n
                 if self._roff == len(self._rbuf):
                     self._rbuf = bytearray()

@@ -242,7 +242,9 @@ class _EtranTransport(asyncio.Transport):
     # ---- the pump's work ----------------------------------------------------------------------------
     def _needs_timer(self) -> bool:
         s = self._sock
-        return bool(self._pending) or self._closing or (s._connected and s._sent_hi > s._snd_base)
+        # unacknowledged data, or data the pacing bucket holds back
+        return bool(self._pending) or self._closing or (s._connected and (
+            s._sent_hi > s._snd_base or s._snd_base + len(s._sbuf) - s._soff > s._snd_nxt))
 
     def _service(self, now: float) -> None:
         s = self._sock

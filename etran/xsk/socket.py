@@ -13,6 +13,7 @@ import asyncio
 import collections
 import ctypes
 import errno
+import math
 import mmap
 import os
 import select
@@ -39,6 +40,7 @@ SO_BUSY_POLL_BUDGET = 70
 
 # errors a TX kick may return that only mean "try again later" (libxdp ignores the same)
 _KICK_TRANSIENT = frozenset((errno.EAGAIN, errno.EBUSY, errno.ENOBUFS, errno.ENETDOWN))
+_DONTWAIT = socket.MSG_DONTWAIT
 
 # (netns inode, ifindex, queue) -> when this process last closed a socket bound there
 _recently_closed: dict[tuple[int, int, int], float] = {}
@@ -230,6 +232,8 @@ class XskSocket(XskDatapath):
 
     def _after_bind(self) -> None:
         sock = self._sock
+        self._send = sock.send  # bound once: _kick_tx runs on every transmit
+        self._pollers: dict[int, select.poll] = {}
         opts = sock.getsockopt(abi.SOL_XDP, abi.XDP_OPTIONS, abi.OPTIONS.size)
         self.zerocopy = bool(abi.OPTIONS.unpack(opts)[0] & abi.XDP_OPTIONS_ZEROCOPY)
         self.mode = "zerocopy" if self.zerocopy else "copy"
@@ -348,25 +352,38 @@ class XskSocket(XskDatapath):
         Zero-copy: one call wakes the driver.  Copy mode: the call itself transmits, at
         most tx_budget descriptors, and fails with EAGAIN when the completion ring is
         full or the device queue is busy (EBUSY: the device dropped a frame); so repeat,
-        bounded, while descriptors remain, reclaiming completions in between."""
-        send = self._sock.send
-        if self.zerocopy:
-            try:
-                send(b"", socket.MSG_DONTWAIT)
-            except OSError as e:
-                if e.errno not in _KICK_TRANSIENT:
-                    raise
-            return
+        bounded, while descriptors remain, reclaiming completions in between.  The common
+        case (one call takes everything) costs the syscall and one index read."""
+        try:
+            self._send(b"", _DONTWAIT)
+        except OSError as e:
+            if e.errno == errno.EBUSY and not self.zerocopy:
+                self.tx_dropped += 1
+            elif e.errno not in _KICK_TRANSIENT:
+                raise
+        else:
+            if self.zerocopy:
+                return
+            tx = self.tx
+            cons = tx.cached_cons = tx._idx[tx._c]
+            if cons == tx.cached_prod:
+                return
+        if not self.zerocopy:
+            self._kick_tx_more()
+
+    def _kick_tx_more(self) -> None:
+        """Copy mode: the first sendto left descriptors in the TX ring."""
+        send = self._send
         tx = self.tx
-        for _ in range(4 + tx.size // self.tx_budget):
+        for _ in range(3 + tx.size // self.tx_budget):
+            self.complete()
             try:
-                send(b"", socket.MSG_DONTWAIT)
+                send(b"", _DONTWAIT)
             except OSError as e:
                 if e.errno == errno.EBUSY:
                     self.tx_dropped += 1
                 elif e.errno not in _KICK_TRANSIENT:
                     raise
-                self.complete()
             if not tx.outstanding():
                 return
 
@@ -390,9 +407,12 @@ class XskSocket(XskDatapath):
     def poll(self, timeout: float | None = None, events: int = select.POLLIN) -> int:
         """poll(2) the socket; returns the ready event mask (0 on timeout).  In copy mode
         poll also transmits pending TX descriptors."""
-        p = select.poll()
-        p.register(self.fileno(), events)
-        r = p.poll(None if timeout is None else max(0, int(timeout * 1000)))
+        p = self._pollers.get(events)
+        if p is None:  # one poll object per event mask, made once (blocking waits are hot)
+            p = self._pollers[events] = select.poll()
+            p.register(self.fileno(), events)
+        # round up: a wait of less than 1 ms must not become a non-blocking poll (a spin)
+        r = p.poll(None if timeout is None else max(0, math.ceil(timeout * 1000)))
         return r[0][1] if r else 0
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -492,6 +512,7 @@ class XskSocket(XskDatapath):
                 m.put()
         self._fill_m = self._comp_m = None
         self.rx = self.tx = self.fill = self.comp = None
+        self._pollers = {}
         if self._sock is not None and self._bound:
             _recently_closed[(self._ns_id, self.ifindex, self.queue_id)] = time.monotonic()
         if self._sock is not None:

@@ -30,18 +30,7 @@ int gen_udp(struct xdp_md *ctx)
 	body = (void *)(udp + 1);
 	if ((void *)(body + 1) > end)
 		return drop(d->slot, ETRAN_DROP_INTERNAL);
-	__builtin_memset(eth->h_dest, 0, ETH_ALEN);
-	eth->h_proto = bpf_htons(ETH_P_IP);
-	ip->version = 4;
-	ip->ihl = 5;
-	ip->tos = 0;
-	ip->tot_len = bpf_htons(FRAME - sizeof(struct ethhdr));
-	ip->id = 0;
-	ip->frag_off = bpf_htons(0x4000);
-	ip->ttl = 64;
-	ip->protocol = IPPROTO_UDP;
-	ip->saddr = h->ip;
-	ip->daddr = (__u32)d->id;
+	eth_ip_build(eth, ip, h->ip, (__u32)d->id, IPPROTO_UDP, FRAME - sizeof(struct ethhdr) - sizeof(struct iphdr));
 	udp->source = bpf_htons(9);
 	udp->dest = bpf_htons((__u16)d->arg0);
 	udp->len = bpf_htons(sizeof(*udp) + 4);

@@ -280,6 +280,26 @@ static __always_inline void ip_set_checksum(struct iphdr *ip)
 	ip->check = csum_fold32(sum);
 }
 
+/* The Ethernet and IPv4 headers of a frame the kernel builds (ACKs, GRANTs, test packets):
+ * no options, DF, TTL 64, ECN not-ECT. The destination MAC stays zero and the IP checksum
+ * unset: xmit() fills both in. `l4_len` is the length of everything after the IP header. */
+static __always_inline void eth_ip_build(struct ethhdr *eth, struct iphdr *ip, __u32 saddr, __u32 daddr,
+					 __u8 proto, __u32 l4_len)
+{
+	__builtin_memset(eth->h_dest, 0, ETH_ALEN);
+	eth->h_proto = bpf_htons(ETH_P_IP);
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->tos = 0;
+	ip->tot_len = bpf_htons(sizeof(struct iphdr) + l4_len);
+	ip->id = 0;
+	ip->frag_off = bpf_htons(0x4000);
+	ip->ttl = 64;
+	ip->protocol = proto;
+	ip->saddr = saddr;
+	ip->daddr = daddr;
+}
+
 #define CSUM_CHUNK(n)                                                          \
 	if (left >= (n)) {                                                     \
 		if (p + (n) > end)                                             \

@@ -470,7 +470,7 @@ enum etran_tcp_gen {
 /* tcp_ctl commands (BPF_PROG_RUN by the daemon) */
 enum etran_tcp_ctl_op {
 	TCP_CTL_PUBLISH = 1,		/* copy the flow into its published slot */
-	TCP_CTL_SET_CWND = 2,		/* cwnd = arg; arg64 & 1: set CWR on the next data */
+	TCP_CTL_SET_CWND = 2,		/* cwnd = arg; arg64 & 1: set CWR on the next data; arg64 >> 32: pacing rate (bytes/s), 0 keeps it */
 	TCP_CTL_RTO = 3,		/* retransmission timeout: cwnd = arg, go back to snd_una */
 	TCP_CTL_STATE = 4,		/* state = arg; arg64: flags to set */
 	TCP_CTL_CLEAR_PUB = 5,		/* zero published slot arg of application arg64 */
@@ -486,7 +486,7 @@ enum etran_tcp_pub {
 	TCP_PUB_RTX = 4,		/* rtx_epoch | rtx_seq << 32: retransmit from rtx_seq */
 	TCP_PUB_WINDOWS = 5,		/* cwnd | snd_wnd << 32 */
 	TCP_PUB_RECOVERY = 6,		/* recovery_point | rtt_us << 32 */
-	TCP_PUB_FIN = 7,		/* fin_seq */
+	TCP_PUB_FIN = 7,		/* fin_seq | pace_rate << 32 */
 };
 
 /* tcp_flows key: the connection as this host sees it (network byte order) */
@@ -532,7 +532,7 @@ struct tcp_flow {
 	__u8 rcv_wscale;
 	__u32 ack_segs;		/* in-order segments since our last ACK */
 	__u32 ack_queued;	/* an ACK descriptor is in gen_queue */
-	__u32 delack_queued;	/* the key is in tcp_delack_q */
+	__u32 delack_queued;	/* the key is in tcp_delack_q: delack_clock() of the oldest owed segment */
 	__u32 rcv_edge;		/* right edge of our window: what the application can take (never moves left) */
 	__u32 rcv_adv;		/* right edge we advertised (rounded up to the scale; never shrinks) */
 	__u32 ooo2_lo;		/* a second out-of-order interval (TCP_F_OOO2), above the first */
@@ -553,6 +553,10 @@ struct tcp_flow {
 	__u64 grace_until_ns;	/* after a cwnd cut, until then ... */
 	__u32 grace_limit;	/* ... new data up to the limit before the cut still goes (the library
 				 * could not have seen the cut when it queued those frames) */
+	__u32 pace_rate;	/* bytes/s the congestion control allows (0: not known yet, cwnd per ms) */
+	__u64 pace_last_ns;	/* pacing token bucket: last refill */
+	__u64 pace_drops;	/* data frames (new or retransmitted) the hook refused for the rate */
+	__u32 pace_tokens;	/* bytes the bucket holds (at most max(cwnd, TCP_PACE_MIN_BURST MSS)) */
 	__u32 pad2;
 };
 

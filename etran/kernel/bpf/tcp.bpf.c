@@ -12,10 +12,12 @@
  *                in-order data and one out-of-order interval, FIN, the ECN echo; ACKs are
  *                queued for generation (every second segment, at once for out-of-order data,
  *                hole fills, FIN and CE changes; the rest are delayed through the daemon).
- *   tcp_egress   (egress_progs[6]) every frame an application sends: it must own the flow; new
- *                data must stay within min(cwnd, peer window) of snd_una, retransmissions
- *                within [snd_una, snd_nxt). The hook writes what the kernel owns: ACK number,
- *                window, timestamps, ECE/CWR, the ECN codepoint, checksum.
+ *   tcp_egress   (egress_progs[6]) every frame an application sends: it must own the flow; data
+ *                (new or retransmitted) must stay within min(cwnd, peer window) of snd_una
+ *                (a resend of snd_una always may go) and within the pacing bucket (the
+ *                congestion control's rate), so a loss burst cannot turn into a flood of
+ *                retransmissions. The hook writes what the kernel owns: ACK number, window,
+ *                timestamps, ECE/CWR, the ECN codepoint, checksum.
  *   tcp_gen      (gen_progs[6]) builds ACKs (with timestamps and a SACK block) into blank or
  *                live frames.
  *   tcp_ctl      run by the daemon (BPF_PROG_RUN): congestion window, RTO, state, publishing.
@@ -38,7 +40,16 @@
 #define ECN_MASK 3
 #define ECN_ECT0 2
 #define ECN_CE 3
-#define TCP_CUT_GRACE_NS 2000000ULL	/* 2 ms: frames already on their way when cwnd was cut */
+/* After a cwnd cut, new data up to the limit before the cut still goes for this long: the library
+ * may have read the old limit just before the cut and been descheduled (on a loaded machine, for
+ * tens of ms) before its frames reach the hook; refusing them would turn every cut into losses. */
+#define TCP_CUT_GRACE_NS 100000000ULL
+#define TCP_PACE_MIN_BURST 16		/* segments the pacing bucket holds at least */
+/* A delayed ACK waits this many units of 2^20 ns (4.2 ms) for data to carry it, counted from the
+ * first segment it owes. Not one daemon tick (1 ms): a reply that takes longer than a tick (any
+ * application on a loaded machine) then costs a pure ACK, a wake-up of the peer and a live-frame
+ * pass in the daemon per request. Linux waits at least 40 ms; the sender's RTO is >= 200 ms. */
+#define TCP_DELACK_UNITS 4
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -183,9 +194,15 @@ __noinline int publish(struct tcp_flow *f)
 	p->w[TCP_PUB_RTX] = (__u64)f->rtx_epoch | ((__u64)f->rtx_seq << 32);
 	p->w[TCP_PUB_WINDOWS] = (__u64)f->cwnd | ((__u64)f->snd_wnd << 32);
 	p->w[TCP_PUB_RECOVERY] = (__u64)f->recovery_point | ((__u64)(__u32)f->rtt_us << 32);
-	p->w[TCP_PUB_FIN] = f->fin_seq;
+	p->w[TCP_PUB_FIN] = (__u64)f->fin_seq | ((__u64)f->pace_rate << 32);
 	return 0;
 }
+/* The delayed-ACK clock: units of 2^20 ns, never 0 (0 in delack_queued means "not queued"). */
+static __always_inline __u32 delack_clock(void)
+{
+	return (__u32)(bpf_ktime_get_ns() >> 20) | 1;
+}
+
 /* A global function: verified once, not at every call site. */
 __noinline int push_ack(struct tcp_flow_key *k, struct tcp_flow *f, __u32 kind, __u32 ack, __u32 ece)
 {
@@ -653,14 +670,55 @@ int tcp_rx_data(struct xdp_md *ctx)
 out:
 	if (rx->ack_now) {
 		push_ack(&rx->key, f, TCP_GEN_ACK, 0, 0);
-	} else if (f->ack_segs && __sync_val_compare_and_swap(&f->delack_queued, 0, 1) == 0) {
-		if (bpf_map_push_elem(&tcp_delack_q, &rx->key, 0) != 0)
-			push_ack(&rx->key, f, TCP_GEN_ACK, 0, 0);
+	} else if (f->ack_segs) {
+		__u32 now = delack_clock();
+
+		if (__sync_val_compare_and_swap(&f->delack_queued, 0, now) == 0) {
+			if (bpf_map_push_elem(&tcp_delack_q, &rx->key, 0) != 0) {
+				f->delack_queued = 0;
+				push_ack(&rx->key, f, TCP_GEN_ACK, 0, 0);
+			}
+		} else if (rx->deliver && f->ack_segs == 1) {
+			f->delack_queued = now; /* the first segment owed since our last ACK: count from it */
+		}
 	}
 	publish(f);
 	if (rx->deliver && !(f->flags & TCP_F_ORPHAN))
 		return to_app(ctx, f->slot);
 	return drop(f->slot, ETRAN_DROP_GEN_EMPTY);
+}
+
+/* Pacing and the retransmission bound: a token bucket per flow that every data frame (new or
+ * retransmitted) draws from, refilled at the congestion control's rate (the daemon writes it:
+ * gain * cwnd / srtt) and holding at most twice max(cwnd, TCP_PACE_MIN_BURST segments) (the
+ * library paces by half of that, so the cwnd and rate it read a moment ago never make it meet
+ * the bound). New data is
+ * bound by cwnd as well; retransmissions are not, so without the bucket a library (or a loss
+ * burst) could resend the whole window again and again. Before the first RTT sample the rate
+ * is a cwnd per millisecond. The library paces itself by the same bucket (the rate is published),
+ * so a well-behaved application never meets the bound. 1: the frame may go. */
+static __always_inline int pace_take(struct tcp_flow *f, __u32 len, __u64 now)
+{
+	__u64 rate = f->pace_rate, cap = f->cwnd, dt, tokens;
+
+	if (cap < TCP_PACE_MIN_BURST * (__u32)f->mss)
+		cap = TCP_PACE_MIN_BURST * (__u32)f->mss;
+	cap *= 2;
+	if (!rate)
+		rate = (__u64)f->cwnd * 1000;
+	dt = now - f->pace_last_ns;
+	if (dt > 1000000000ULL)
+		dt = 1000000000ULL;
+	tokens = f->pace_tokens + rate * dt / 1000000000ULL;
+	if (tokens > cap)
+		tokens = cap;
+	f->pace_last_ns = now;
+	if (tokens < len) {
+		f->pace_tokens = tokens;
+		return 0;
+	}
+	f->pace_tokens = tokens - len;
+	return 1;
 }
 
 /* ---- egress: frames the application sends ---------------------------------------------- */
@@ -721,14 +779,19 @@ int tcp_egress(struct xdp_md *ctx)
 			__sync_fetch_and_add(&f->window_drops, 1);
 			return drop(m->slot, ETRAN_DROP_WINDOW);
 		}
+		/* new data and retransmissions alike: within min(cwnd, the peer's window) of snd_una
+		 * (a retransmission of snd_una itself always may go), and within the pacing bucket */
+		wnd = umin32(f->cwnd + umin32(f->sacked, f->cwnd), f->snd_wnd);
+		if (after(seg_end, f->snd_una + wnd) && seq != f->snd_una && !(f->snd_una == f->snd_nxt && len <= 1) &&
+		    !(now < f->grace_until_ns && !after(seg_end, f->grace_limit))) {
+			__sync_fetch_and_add(&f->window_drops, 1);
+			return drop(m->slot, ETRAN_DROP_WINDOW);
+		}
+		if (len && !pace_take(f, len, now)) {
+			__sync_fetch_and_add(&f->pace_drops, 1);
+			return drop(m->slot, ETRAN_DROP_RATE);
+		}
 		if (after(seg_end, f->snd_nxt)) {
-			/* new data: within min(cwnd, the peer's window) of snd_una */
-			wnd = umin32(f->cwnd + umin32(f->sacked, f->cwnd), f->snd_wnd);
-			if (after(seg_end, f->snd_una + wnd) && !(f->snd_una == f->snd_nxt && len <= 1) &&
-			    !(now < f->grace_until_ns && !after(seg_end, f->grace_limit))) {
-				__sync_fetch_and_add(&f->window_drops, 1);
-				return drop(m->slot, ETRAN_DROP_WINDOW);
-			}
 			new_data = 1;
 			if (f->snd_una == f->snd_nxt)
 				f->last_progress_ns = now; /* a new flight: the RTO counts from here */
@@ -813,8 +876,7 @@ int tcp_gen(struct xdp_md *ctx)
 		return drop(d->slot, ETRAN_DROP_GEN_EMPTY);
 	fl = f->flags;
 	if (d->kind == TCP_GEN_ACK) {
-		f->ack_queued = 0;
-		f->delack_queued = 0;
+		f->ack_queued = 0; /* (delack_queued stays: the key is still in tcp_delack_q) */
 		if (f->last_ack_sent == f->rcv_nxt && !f->ack_segs && !(fl & TCP_F_OOO))
 			return drop(d->slot, ETRAN_DROP_GEN_EMPTY); /* data took it */
 	}
@@ -850,18 +912,7 @@ int tcp_gen(struct xdp_md *ctx)
 	opt = (void *)(th + 1);
 	if ((void *)(th + 1) > end)
 		return drop(d->slot, ETRAN_DROP_INTERNAL);
-	__builtin_memset(eth->h_dest, 0, ETH_ALEN);
-	eth->h_proto = bpf_htons(ETH_P_IP);
-	ip->version = 4;
-	ip->ihl = 5;
-	ip->tos = 0;
-	ip->tot_len = bpf_htons(sizeof(struct iphdr) + tcp_len);
-	ip->id = 0;
-	ip->frag_off = bpf_htons(0x4000);
-	ip->ttl = 64;
-	ip->protocol = IPPROTO_TCP;
-	ip->saddr = h->ip;
-	ip->daddr = key.raddr;
+	eth_ip_build(eth, ip, h->ip, key.raddr, IPPROTO_TCP, tcp_len);
 	th->source = key.lport;
 	th->dest = key.rport;
 	th->seq = bpf_htonl(f->snd_nxt);
@@ -935,12 +986,20 @@ int tcp_ctl(struct xdp_md *ctx)
 		break;
 	case TCP_CTL_SET_CWND:
 		if (c->arg < f->cwnd) {
-			f->grace_limit = f->snd_una + umin32(f->cwnd, f->snd_wnd);
-			f->grace_until_ns = bpf_ktime_get_ns() + TCP_CUT_GRACE_NS;
+			/* the limit the library may have read (as publish() computes it); a second cut
+			 * within the grace keeps the first one's limit */
+			__u32 lim = f->snd_una + umin32(f->cwnd + umin32(f->sacked, f->cwnd), f->snd_wnd);
+			__u64 now = bpf_ktime_get_ns();
+
+			if (now >= f->grace_until_ns || after(lim, f->grace_limit))
+				f->grace_limit = lim;
+			f->grace_until_ns = now + TCP_CUT_GRACE_NS;
 		}
 		f->cwnd = c->arg;
 		if (c->arg64 & 1)
 			__sync_fetch_and_or(&f->flags, TCP_F_CWR);
+		if (c->arg64 >> 32)
+			f->pace_rate = (__u32)(c->arg64 >> 32);
 		break;
 	case TCP_CTL_RTO:
 		if (f->snd_una == f->snd_nxt)
@@ -980,13 +1039,16 @@ int tcp_ctl(struct xdp_md *ctx)
 	return XDP_PASS;
 }
 
-/* Delayed ACKs: the daemon runs this every tick; each flow in tcp_delack_q that still owes an
- * ACK gets one queued for generation. Returns how many keys it took. */
+/* Delayed ACKs: the daemon runs this every tick; each flow in tcp_delack_q that has owed an ACK
+ * for TCP_DELACK_UNITS gets one queued for generation. A younger one goes back to the tail and
+ * ends the run (the queue is in arrival order: the rest are younger still). Returns how many keys
+ * it took. */
 SEC("xdp")
 int tcp_delack(struct xdp_md *ctx)
 {
 	struct tcp_flow_key key;
 	struct tcp_flow *f;
+	__u32 now = delack_clock(), q;
 	int n = 0;
 
 	for (int i = 0; i < 128; i++) {
@@ -996,6 +1058,10 @@ int tcp_delack(struct xdp_md *ctx)
 		f = bpf_map_lookup_elem(&tcp_flows, &key);
 		if (!f)
 			continue;
+		q = f->delack_queued;
+		if (q && f->ack_segs && f->state == TCP_S_ESTABLISHED && (__s32)(now - q) < TCP_DELACK_UNITS &&
+		    bpf_map_push_elem(&tcp_delack_q, &key, 0) == 0)
+			break;
 		f->delack_queued = 0;
 		if (f->ack_segs && f->state == TCP_S_ESTABLISHED)
 			push_ack(&key, f, TCP_GEN_ACK, 0, 0);
