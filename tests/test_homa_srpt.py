@@ -1,17 +1,23 @@
 """Homa's SRPT under load, end to end: three hosts stream 1 MB messages to a receiver while
 short RPCs run to the same receiver host (another application there).
 
+As in the Homa paper, the network is the bottleneck: the switch port towards the receiver
+is rate-limited (RATE_GBIT, below what the stack drives) and has strict priority queues keyed
+on the DSCP high bits that Homa stamps (etran/testbed/bed.py, switch.bpf.c), like a
+datacenter switch. The receiver's SRPT grants (rtt_bytes, overcommit) bound the queue of
+scheduled bytes there; short messages go at the highest unscheduled level and pass it.
+
 * A 10 KB message overtakes a 1 MB one: sent right after it, from the same socket to the
   same receiver, it completes first (sender-side SRPT in the pacer, unscheduled bytes, and
   the receiver's SRPT grants).
-* The short RPCs' p99 under that load stays within 3x of their unloaded p99. This machine
-  is small (2 cores) and shared: every test-bed host, daemon and application, and other
-  people's work, run on the same two CPUs, so loading it slows everything down whoever the
-  traffic is for. The test measures that: phases cycle through no load, the bulk load to the
-  short RPCs' receiver ("same") and the same bulk load to a fifth host ("other", a control
-  that loads the CPUs but not the receiver's path). When the 3x bound is missed but the
-  receiver-bound load hurts the short RPCs no more than the control does, the cause is CPU
-  contention, not the transport: the test reports it as an expected failure, with the numbers.
+* The short RPCs' p99 under that load stays within 3x of their unloaded p99. Phases
+  alternate between no load and the bulk load to the short RPCs' receiver ("same"), so the
+  machine's other work weighs on both alike; a last phase sends the same bulk load to a
+  fifth host behind an equally limited port ("other"): a control that loads the CPUs but not
+  the receiver's path, reported as diagnostic output only.
+* The priorities are really used: the receiver's port sent packets from the highest band
+  (short messages, control) and from the scheduled bands (granted bulk bytes), and the grants
+  kept its queue bounded (no drops).
 """
 
 from __future__ import annotations
@@ -21,18 +27,23 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 
 import pytest
 
 pytestmark = pytest.mark.kernel
 
 ROOT = str(__import__("pathlib").Path(__file__).resolve().parents[1])
-PRELUDE = f"import sys, os, time, json, random, signal\nsys.path.insert(0, {ROOT!r})\n"
+# CPU shares: on a real cluster every host has CPUs of its own; here five hosts (their
+# daemons, the applications and the kernel's packet work) share two with whatever else runs,
+# and the test is about the network. So the bulk applications run at the lowest CPU priority.
+NICE = 19
+PRELUDE = (f"import sys, os, time, json, random, signal\nsys.path.insert(0, {ROOT!r})\n"
+           f"NICE = {NICE}\n")
 BULK_PORT, SHORT_PORT = 5000, 5001
 
 BULK_SERVER = """
 from etran.homa import HomaSocket
+os.nice(NICE)
 s = HomaSocket(int(sys.argv[1]))
 print('ready', flush=True)
 s.serve(lambda r: b'', timeout=60)
@@ -47,6 +58,7 @@ s.serve(lambda r: r.payload, timeout=60)
 
 BULK_CLIENT = """
 import select
+os.nice(NICE)
 from etran.homa import HomaSocket, HomaTimeoutError
 c = HomaSocket()
 port = int(sys.argv[1])
@@ -69,7 +81,7 @@ while True:
             continue
         else:
             break
-    if active and outstanding < 2:               # two 1 MB messages always in flight
+    if active and outstanding < 1:               # a 1 MB message always in flight
         c.send_request(addr, data)
         outstanding += 1
         continue
@@ -114,6 +126,12 @@ for line in sys.stdin:
 """
 
 
+CONFIGURE = """
+from etran.homa import configure
+configure(**json.loads(sys.argv[1]))
+"""
+
+
 def _start(host, code: str, *args: str) -> subprocess.Popen:
     p = host.popen([sys.executable, "-c", PRELUDE + textwrap.dedent(code), *args], stdin=subprocess.PIPE,
                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -130,14 +148,31 @@ def _ask(p: subprocess.Popen, cmd: str):
     return json.loads(line) if line.strip() != "idle" else "idle"
 
 
+def _expect_idle(p: subprocess.Popen) -> None:
+    line = p.stdout.readline()
+    if line.strip() != "idle":
+        p.kill()
+        raise AssertionError("a bulk sender failed: " + line + p.stdout.read()[-3000:])
+
+
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(len(xs) * q))] * 1e6
 
 
-CYCLES = 3         # (off, same, other) phase cycles per round
-SAMPLES = 300      # short RPCs per phase
-ROUNDS = 2         # at most: a round is added only while the pooled ratio misses
+CYCLES = 4         # (off, same) phase pairs, then one "other" phase
+SAMPLES = 400      # short RPCs per phase
+# The receivers' switch ports: below what this Python stack drives with three senders, so the
+# network, not the CPUs, is the bottleneck (a queue builds at the port: see its queue max), yet
+# fast enough that a full packet ahead of a short one (300 us) is small next to a round trip.
+RATE_GBIT = 0.04
+# Homa sized for that link, as HomaModule is for its own. The receiver grants at most
+# max_incoming bytes ahead in all, which bounds the port's queue. A granted message of low
+# rank waits behind the higher ranks' packets until they finish, up to a few 1 MB messages
+# at the port rate (~1 s here, ~1 ms at 25 Gbit/s): the silence before a RESEND must be
+# longer, or RESENDs resend what is only queued and the queue collapses. Slower ticks and
+# fewer, larger grants: less CPU for the daemons and the kernel on these shared CPUs.
+HOMA = {"max_incoming": 40_000, "timer_interval_ns": 20_000_000, "resend_ticks": 50, "grant_increment": 4 * 1424}
 
 
 def test_short_rpcs_keep_their_latency_and_short_messages_overtake(testbed):
@@ -145,6 +180,12 @@ def test_short_rpcs_keep_their_latency_and_short_messages_overtake(testbed):
 
     bed = testbed(hosts=5, rate_gbit=None, hooks=[testbed_hook()])
     h1, h2, h3, h4, h5 = bed.hosts
+    bed.configure([h4.name, h5.name], rate_gbit=RATE_GBIT)
+    bed.set_priorities([h4.name, h5.name])
+    for h in bed.hosts:
+        r = h.run([sys.executable, "-c", PRELUDE + CONFIGURE, json.dumps(HOMA)], capture_output=True, text=True,
+                  timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
     procs: list[subprocess.Popen] = []
     samples: dict[str, list[float]] = {"off": [], "same": [], "other": []}
     phases = []
@@ -158,32 +199,31 @@ def test_short_rpcs_keep_their_latency_and_short_messages_overtake(testbed):
         short = _start(h1, SHORT_CLIENT, h4.ip, str(SHORT_PORT))
         overtake = _start(h2, OVERTAKE, h4.ip, str(BULK_PORT))
         procs += [short, overtake]
-        for rnd in range(ROUNDS):
-            for _ in range(CYCLES):
-                for phase in ("off", "same", "other"):
-                    for p in senders:     # every phase starts from idle senders
-                        p.stdin.write("off\n")
-                        p.stdin.flush()
-                    assert all(p.stdout.readline().strip() == "idle" for p in senders)
-                    if phase != "off":
-                        for p in senders:
-                            p.stdin.write(f"on {target[phase]}\n")
-                            p.stdin.flush()
-                        time.sleep(0.3)   # the bulk messages are streaming
-                    lat = _ask(short, str(SAMPLES))
-                    samples[phase] += lat
-                    phases.append((phase, round(_pct(lat, 0.5)), round(_pct(lat, 0.99))))
-                    if phase == "same":
-                        overtakes.append(_ask(overtake, "go"))
-            if _pct(samples["same"], 0.99) <= 3 * _pct(samples["off"], 0.99):
-                break
+        for phase in ("off", "same") * CYCLES + ("other",):
+            for p in senders:     # every phase starts from idle senders
+                p.stdin.write("off\n")
+                p.stdin.flush()
+            for p in senders:
+                _expect_idle(p)
+            if phase != "off":
+                for p in senders:
+                    p.stdin.write(f"on {target[phase]}\n")
+                    p.stdin.flush()
+                time.sleep(0.3)   # the bulk messages are streaming, the port queue is full
+            lat = _ask(short, str(SAMPLES))
+            samples[phase] += lat
+            phases.append((phase, round(_pct(lat, 0.5)), round(_pct(lat, 0.99))))
+            if phase == "same":
+                overtakes.append(_ask(overtake, "go"))
         for p in senders:
             p.stdin.write("off\n")
             p.stdin.flush()
-            assert p.stdout.readline().strip() == "idle"
+            _expect_idle(p)
             p.stdin.write("quit\n")
             p.stdin.flush()
         bulk = [json.loads(p.communicate(timeout=30)[0].strip().splitlines()[-1]) for p in senders]
+        bands = bed.priority_stats()[h4.name]
+        port = bed.switch_stats()[h4.name]
     finally:
         for p in procs:
             if p.poll() is None:
@@ -191,12 +231,14 @@ def test_short_rpcs_keep_their_latency_and_short_messages_overtake(testbed):
                 p.wait(10)
     off99, same99, other99 = (_pct(samples[k], 0.99) for k in ("off", "same", "other"))
     report = (f"p99 unloaded {off99:.0f} us, bulk to the same receiver {same99:.0f} us, bulk elsewhere "
-              f"{other99:.0f} us; phases (kind, p50, p99 us): {phases}; 1 MB messages per sender: {bulk}; "
-              f"overtakes: {overtakes}")
+              f"{other99:.0f} us (CPU-contention control); phases (kind, p50, p99 us): {phases}; "
+              f"1 MB messages per sender: {bulk}; overtakes: {overtakes}; receiver port packets per band "
+              f"(Homa level 7..0, other): {bands}; its queue max {port['queue_max']} B, "
+              f"qdisc drops {port['qdisc_drops']}")
     print(report)
     assert all(b["messages"] > 0 for b in bulk), report          # the load was real
+    assert bands[0] > 0, report                                   # short messages, control: top level
+    assert sum(bands[4:8]) > 0, report                            # granted bulk bytes: scheduled levels
+    assert port["qdisc_drops"] == 0, report                       # the grants bound the queue
     assert overtakes and all(o == "10KB" for o in overtakes), report
-    if same99 > 3 * off99:
-        assert same99 <= 1.5 * other99, "the receiver-bound load hurts short RPCs more than CPU load: " + report
-        pytest.xfail("short-RPC p99 over 3x unloaded, but no worse than under the same load to another host: "
-                     "CPU contention on this machine, not the transport; " + report)
+    assert same99 <= 3 * off99, report

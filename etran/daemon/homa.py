@@ -55,6 +55,8 @@ _DONE_OFF = HomaRpc.done_ns.offset
 _U64 = struct.Struct("<Q")
 assert int(HomaCounter.HOMA_C_SERVER_RPCS) == int(HomaCounter.HOMA_C_CLIENT_RPCS) + 1
 
+IDLE_NAP_MAX_NS = 100_000_000   # the timer's nap with ports bound and no RPCs, at most
+IDLE_UNBOUND_S = 1.0            # ... and with no port bound (a bind wakes it anyway)
 ID_BLOCK = 1 << 24          # client ids per block (even ids: 2^23 RPCs)
 XDP_PASS = 2
 BUCKETS = int(HomaLimits.HOMA_SIZE_BUCKETS)
@@ -135,6 +137,7 @@ class HomaTransport(Transport):
         self._next_id = (secrets.randbits(52) << 1) + 2
         self._track: dict[bytes, _Track] = {}
         self._timer: asyncio.Task | None = None
+        self._wake: asyncio.Event | None = None
         self._sizes_seen = [0] * BUCKETS
         self._next_cutoffs = 0.0
         self.ticks = 0
@@ -200,6 +203,7 @@ class HomaTransport(Transport):
                     raise EtranError(f"Homa port {port} is in use on this host (EADDRINUSE)") from None
                 raise
             lo, hi = self._ids(app)
+            self._kick()
             return {"port": port, "ids": [lo, hi], "config": self.config_dict()}, []
         if op == "unbind":
             self.ports.unbind(app, int(msg.get("port") or 0))
@@ -333,11 +337,24 @@ class HomaTransport(Transport):
         self._timer = loop.create_task(self._run_timer())
 
     async def _run_timer(self) -> None:
+        """The timer's loop. With RPCs: a tick every timer_interval_ns. Without: a nap of
+        resend_ticks intervals while Homa ports are bound (an RPC that appears meanwhile loses
+        nothing: the first RESEND is due that long after its last packet, and a tick judges by
+        the kernel's timestamps), and no ticks at all while none is (no RPC can appear before a
+        bind, which wakes the timer)."""
+        self._wake = asyncio.Event()
         idle = False
         while True:
-            # idle, a longer nap: the first RESEND is due resend_ticks after an RPC appears anyway
-            interval = self.config.timer_interval_ns
-            await asyncio.sleep((interval * max(1, self.config.resend_ticks // 2) if idle else interval) / 1e9)
+            cfg = self.config
+            interval = cfg.timer_interval_ns
+            if not idle:
+                await asyncio.sleep(interval / 1e9)
+            elif self.ports.reservations:
+                await asyncio.sleep(min(max(interval, interval * cfg.resend_ticks), IDLE_NAP_MAX_NS) / 1e9)
+            else:
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), IDLE_UNBOUND_S)
             try:
                 idle = not self._busy()
                 if not idle:
@@ -351,6 +368,11 @@ class HomaTransport(Transport):
                     self.update_cutoffs()
             except Exception:  # never let one bad tick stop the clock
                 log.exception("Homa timer tick failed")
+
+    def _kick(self) -> None:
+        """Wake an idle timer (a port was bound: RPCs may follow)."""
+        if self._wake is not None:
+            self._wake.set()
 
     def _busy(self) -> bool:
         """Is there anything for the timer? RPCs are only ever made where the data path counts

@@ -47,22 +47,14 @@ class HomaSocket:
         return self._s.config
 
     async def _wait(self, done: Callable[[], bool], timeout: float | None) -> bool:
-        eng, h = self.engine, self._h
+        eng, step = self.engine, self._h.wait_step
         eng.attach_loop()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             eng.poll(0)
-            if done():
-                return True
-            pace = h.pump()
-            if done():
-                return True
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            if pace is not None:
-                p = pace / 1e9
-                left = p if left is None or p < left else left
+            left = step(done, deadline)
+            if left is not None and left < 0:
+                return left == _sync.WAIT_DONE
             await eng.wait_async(left)
 
     # ---- client ---------------------------------------------------------------------------
@@ -73,11 +65,9 @@ class HomaSocket:
         s = self._s
         if rpc_id is None:
             while True:
-                while s._ready:
-                    lid = s._ready.popleft()
-                    rpc = s._client.get(lid)
-                    if rpc is not None and rpc.done:
-                        return s._finish(rpc)
+                rpc = s._next_ready()
+                if rpc is not None:
+                    return s._finish(rpc)
                 if not await self._wait(lambda: bool(s._ready), timeout):
                     raise HomaTimeoutError(f"no response within {timeout} s")
         rpc = s._client.get(rpc_id)

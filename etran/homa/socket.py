@@ -46,7 +46,8 @@ IPPROTO_HOMA = wire.IPPROTO_HOMA
 HDRS = 90                      # Ethernet 14 + IPv4 20 + homa_data_hdr 56
 ETH_OVERHEAD = 24              # preamble, CRC, gap: what the NIC backlog counts besides the frame
 _FRAME = struct.Struct("!6s6sH" "BBHHHBBH4s4s" + wire.DATA_HDR.format[1:])
-_DATA_TAIL = struct.Struct("!IIQH")   # message_length, incoming, ack.client_id, ack.server_port
+# message_length, incoming, ack.client_id, ack.server_port, (cutoff_version, retransmit, pad), seg.offset
+_DATA_TAIL = struct.Struct("!IIQH6xI")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _U64 = struct.Struct("!Q")
@@ -56,6 +57,7 @@ _Z3 = bytes(3)
 NOTIFY = 0xE0                  # HOMA_ETRAN_NOTIFY: kernel -> application only
 NOTIFY_ABORTED, NOTIFY_FREED = 1, 2
 RESEND_ALL = 0xFFFFFFFF
+WAIT_DONE, WAIT_EXPIRED = -1.0, -2.0   # HomaEngine.wait_step's verdicts (a wait is never negative)
 PUB_SLOTS = 1024
 # frame offsets
 O_TYPE, O_DPORT, O_SEQ, O_URGENT, O_SID = 45, 36, 38, 52, 54
@@ -168,6 +170,8 @@ class HomaEngine:
         self.backlog = 0
         self.backlog_ns = 0
         self.known_peers: set[str] = {s.host_ip}
+        self.peers: dict[str, bytes] = {}         # check_peer's answers
+        self.names: dict[bytes, str] = {}         # peer addresses as text, by their bytes
         self.stats = {"data_sent": 0, "retransmitted": 0, "fifo_packets": 0, "data_received": 0,
                       "grants": 0, "resends": 0, "unknowns": 0, "aborts": 0, "frees": 0}
         engine.register(IPPROTO_HOMA, self.on_frame)
@@ -195,6 +199,10 @@ class HomaEngine:
         return rpc_id
 
     def check_peer(self, host: str) -> bytes:
+        """The peer's address as bytes, once the daemon has said it can reach it (remembered)."""
+        dst = self.peers.get(host)
+        if dst is not None:
+            return dst
         try:
             dst = _socket.inet_aton(host)
         except (OSError, TypeError):
@@ -204,6 +212,7 @@ class HomaEngine:
                 raise HomaPeerUnknownError(f"peer {host} is unknown: this host has no neighbour or route for it "
                                            "(EHOSTUNREACH)")
             self.known_peers.add(host)
+        self.peers[host] = dst
         return dst
 
     def new_birth(self) -> int:
@@ -343,13 +352,15 @@ class HomaEngine:
     def _peer_of(self, a: int) -> tuple[bytes, Address]:
         buf = self.buf
         dst = bytes(buf[a + 26:a + 30])
-        return dst, (_socket.inet_ntoa(dst), (buf[a + 34] << 8) | buf[a + 35])
+        host = self.names.get(dst)
+        if host is None:
+            host = self.names[dst] = _socket.inet_ntoa(dst)
+        return dst, (host, (buf[a + 34] << 8) | buf[a + 35])
 
     def _on_data(self, sock: HomaSocket, a: int, sid: int) -> None:
         buf = self.buf
         n = ((buf[a + 16] << 8) | buf[a + 17]) - 76
-        length, _incoming, ack_id, ack_port = _DATA_TAIL.unpack_from(buf, a + 62)
-        offset = _U32.unpack_from(buf, a + 86)[0]
+        length, _incoming, ack_id, ack_port, offset = _DATA_TAIL.unpack_from(buf, a + 62)
         if n < 0 or offset + n > length:
             return
         self.stats["data_received"] += 1
@@ -366,36 +377,20 @@ class HomaEngine:
                 rpc = sock._server[key] = _ServerRpc(lid, peer, dst)
             elif rpc.state != _ServerRpc.INCOMING:
                 return
-            if offset == 0 and n == length:
-                payload = bytes(self.view[a + HDRS:a + HDRS + n])
-            else:
-                m = rpc.inm
-                if m is None:
-                    m = rpc.inm = MessageIn(length, 0, max_gaps=1 << 30)
-                m.add_packet(offset, self.view[a + HDRS:a + HDRS + n])
-                if not m.complete:
-                    return
-                payload = bytes(m.buf)
-                rpc.inm = None
+            payload = self._reassemble(rpc, a, offset, n, length)
+            if payload is None:
+                return
             rpc.state = _ServerRpc.IN_SERVICE
-            sock._requests.append(Request(lid, rpc.peer, payload, rpc))
+            sock._requests.append(Request(lid, rpc.peer, bytes(payload), rpc))
             return
         rpc = sock._client.get(lid)
         if rpc is None or rpc.done:
             return
         if rpc.out.queued:  # the server has our whole request
             self.dequeue(rpc.out)
-        if offset == 0 and n == length:
-            payload = self.view[a + HDRS:a + HDRS + n]
-        else:
-            m = rpc.inm
-            if m is None:
-                m = rpc.inm = MessageIn(length, 0, max_gaps=1 << 30)
-            m.add_packet(offset, self.view[a + HDRS:a + HDRS + n])
-            if not m.complete:
-                return
-            payload = m.buf
-            rpc.inm = None
+        payload = self._reassemble(rpc, a, offset, n, length)
+        if payload is None:
+            return
         r = Response(payload)
         r.id = lid
         r.peer = rpc.peer
@@ -403,6 +398,20 @@ class HomaEngine:
         rpc.done = True
         rpc.out = None
         sock._ready.append(lid)
+
+    def _reassemble(self, rpc: _ClientRpc | _ServerRpc, a: int, offset: int, n: int,
+                    length: int) -> memoryview | bytearray | None:
+        """The whole message once the DATA packet at `a` completes it, else None (it is kept)."""
+        if offset == 0 and n == length:
+            return self.view[a + HDRS:a + HDRS + n]   # the message in one packet: no copy yet
+        m = rpc.inm
+        if m is None:
+            m = rpc.inm = MessageIn(length, 0, max_gaps=1 << 30)
+        m.add_packet(offset, self.view[a + HDRS:a + HDRS + n])
+        if not m.complete:
+            return None
+        rpc.inm = None
+        return m.buf
 
     def _find_out(self, sock: HomaSocket, a: int, lid: int) -> _Out | None:
         if lid & 1:
@@ -495,23 +504,32 @@ class HomaEngine:
                 self.dequeue(rpc.out)
 
     # ---- waiting -----------------------------------------------------------------------------
+    def wait_step(self, done: Callable[[], bool], deadline: float | None) -> float | None:
+        """One pass of a wait (the blocking and the asyncio one share it): pace, then say how
+        long the caller may block for traffic: seconds, or None for as long as it takes;
+        WAIT_DONE once done(), WAIT_EXPIRED once the deadline (time.monotonic()) has passed."""
+        if done():
+            return WAIT_DONE
+        pace = self.pump()
+        if done():
+            return WAIT_DONE
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return WAIT_EXPIRED
+        if pace is not None:
+            p = pace / 1e9
+            left = p if left is None or p < left else left
+        return left
+
     def wait(self, done: Callable[[], bool], timeout: float | None) -> bool:
         """Run the engine (RX, pacing) until done() or the timeout; True if done."""
-        eng = self.engine
+        poll = self.engine.poll
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if done():
-                return True
-            pace = self.pump()
-            if done():
-                return True
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            if pace is not None:
-                p = pace / 1e9
-                left = p if left is None or p < left else left
-            eng.poll(left)
+            left = self.wait_step(done, deadline)
+            if left is not None and left < 0:
+                return left == WAIT_DONE
+            poll(left)
 
 
 def _srpt(o: _Out) -> tuple[int, int]:
@@ -599,11 +617,9 @@ class HomaSocket:
         self._check_open()
         if rpc_id is None:
             while True:
-                while self._ready:
-                    lid = self._ready.popleft()
-                    rpc = self._client.get(lid)
-                    if rpc is not None and rpc.done:
-                        return self._finish(rpc)
+                rpc = self._next_ready()
+                if rpc is not None:
+                    return self._finish(rpc)
                 if not self._h.wait(lambda: bool(self._ready), timeout):
                     raise HomaTimeoutError(f"no response within {timeout} s")
         rpc = self._client.get(rpc_id)
@@ -613,6 +629,15 @@ class HomaSocket:
             raise HomaTimeoutError(f"no response to RPC {rpc_id} from {rpc.peer[0]}:{rpc.peer[1]} within {timeout} s",
                                    rpc_id)
         return self._finish(rpc)
+
+    def _next_ready(self) -> _ClientRpc | None:
+        """The first finished RPC whose id is in the ready queue (ids of cancelled ones are skipped)."""
+        ready = self._ready
+        while ready:
+            rpc = self._client.get(ready.popleft())
+            if rpc is not None and rpc.done:
+                return rpc
+        return None
 
     def _finish(self, rpc: _ClientRpc) -> Response:
         del self._client[rpc.id]

@@ -8,7 +8,8 @@
 
 Every host has permanent neighbour entries for every other host and no route out of the
 test bed; the bridge has a static FDB entry per host, so nothing is ever flooded. Each
-switch port p<i> (the switch's egress towards host i) has an HTB rate limit and the
+switch port p<i> (the switch's egress towards host i) has an HTB rate limit (with strict
+priority queues under it on request: one per Homa DSCP level, one for the rest) and the
 eBPF ECN marker / fault injector of switch.py; offloads are off everywhere, MTU 1500.
 Everything a bed owns is named after it: namespaces `<name>-sw`, `<name>-h<i>`, BPF pins
 under /sys/fs/bpf/etran/<name>/. We never create mount namespaces, so the pins are visible
@@ -36,6 +37,7 @@ from ..errors import EtranError, PrivilegeError, TestbedError
 from . import offload, switch
 from ..ipc import RUN_DIR
 from .hooks import HostHook
+from ..kernel.structs import SwitchPortConfig
 from .switch import LinkSettings, SwitchMaps
 
 DEFAULT_NAME = "etran"
@@ -57,6 +59,18 @@ IF_OPER_UP = 6
 TC_H_ROOT = 0xFFFFFFFF
 HTB_ROOT = 0x10000         # 1:
 HTB_CLASS = 0x10001        # 1:1, the default class
+# Strict priority queues under a port's HTB class, as a datacenter switch has (this kernel has
+# no `prio` qdisc: HTB's own class priorities do it), on request (Testbed.set_priorities).
+# Leaf 1:(0x10 + b) holds band b: bands 0..7 carry Homa's levels 7..0 (DSCP high bits), band 8
+# everything else (HTB cannot change its default class: the switch program, which every packet
+# passes, classifies every packet itself). A leaf has a token rate of its own too small to
+# matter and borrows the port rate from 1:1, and HTB lends to the lowest `prio` first.
+# switch.bpf.c picks the leaf by setting skb->priority to its class id (without leaves HTB
+# finds no such class and uses 1:1); keep these in step with its PRIO_* constants.
+PRIO_BANDS = 9
+PRIO_DEFAULT_BAND = PRIO_BANDS - 1
+PRIO_CLASS_BASE = 0x10010  # 1:10, band 0
+PRIO_LEAF_RATE = 125       # bytes/s (1 kbit/s) of a leaf's own
 
 
 def host_ip(i: int) -> str:
@@ -474,6 +488,30 @@ class Testbed:
 
     set_faults = configure
 
+    def set_priorities(self, hosts: Sequence[str | int] | None = None, on: bool = True) -> None:
+        """Give the switch ports towards `hosts` (None: all) strict priority queues keyed on
+        Homa's DSCP levels (on=False: take them away). Needs a rate limit on those ports (the
+        queues live in its HTB class); they stay while the rate changes, and go with it."""
+        _check_root(f"changing test bed {self.name!r}")
+        with _locked():
+            if not self.is_complete():
+                raise TestbedError(f"test bed {self.name!r} is not up; bring it up first: "
+                                   f"etran testbed up --name {self.name}")
+            targets = self.hosts if hosts is None else [self.host(h) for h in hosts]
+            with SwitchMaps(self.name) as maps:
+                rates = {h: (maps.config(h.port_ifindex) or SwitchPortConfig()).rate_kbps for h in targets}
+            missing = [h.name for h, r in rates.items() if not r]
+            if on and missing:
+                raise TestbedError(f"priority queues need a rate limit on the port (they live in its HTB class); "
+                                   f"set one first: etran testbed set --name {self.name} --host {missing[0]} --rate 0.1")
+            ipr = _ipr(self.switch_netns)
+            try:
+                for h, rate in rates.items():
+                    if rate:
+                        _set_priorities(ipr, h.port_ifindex, rate, on)
+            finally:
+                ipr.close()
+
     def _configure_locked(self, hosts: Sequence[str | int] | None, changes: dict[str, Any]) -> None:
         if not self.is_complete():
             raise TestbedError(f"test bed {self.name!r} is not up; bring it up first: etran testbed up --name {self.name}")
@@ -543,6 +581,28 @@ class Testbed:
             ipr.close()
         return out
 
+    def priority_stats(self) -> dict[str, list[int]]:
+        """Per host name whose switch port has a rate limit: packets sent from each band of its
+        strict priority queue (band b < 8 is Homa level 7 - b; band 8 is everything else)."""
+        out: dict[str, list[int]] = {}
+        ipr = _ipr(self.switch_netns)
+        try:
+            for h in self.hosts:
+                bands = [0] * PRIO_BANDS
+                found = False
+                for msg in ipr.get_classes(index=h.port_ifindex):
+                    band = msg["handle"] - PRIO_CLASS_BASE
+                    s2 = msg.get_attr("TCA_STATS2")
+                    basic = s2.get_attr("TCA_STATS_BASIC") if s2 else None
+                    if 0 <= band < PRIO_BANDS and basic:
+                        bands[band] = int(basic["packets"])
+                        found = True
+                if found:
+                    out[h.name] = bands
+        finally:
+            ipr.close()
+        return out
+
     def reset_stats(self) -> None:
         """Zero the switch's eBPF counters (qdisc counters keep counting)."""
         with SwitchMaps(self.name) as maps:
@@ -568,7 +628,8 @@ class Testbed:
 
 
 def _set_rate(ipr: Any, ifindex: int, rate_kbps: int) -> None:
-    """HTB root qdisc with one default class at `rate_kbps` (0: no rate limit, no qdisc)."""
+    """HTB root qdisc with one default class at `rate_kbps` (0: no rate limit, no qdisc); the
+    priority leaves, where the port has them, follow the rate."""
     from pyroute2.netlink.exceptions import NetlinkError
 
     if rate_kbps == 0:
@@ -584,3 +645,29 @@ def _set_rate(ipr: Any, ifindex: int, rate_kbps: int) -> None:
     except NetlinkError:
         ipr.tc("add", "htb", ifindex, HTB_ROOT, default=HTB_CLASS & 0xFFFF)
         ipr.tc("add-class", "htb", ifindex, HTB_CLASS, **params)
+    if _has_priorities(ipr, ifindex):
+        _set_priorities(ipr, ifindex, rate_kbps, True)
+
+
+def _has_priorities(ipr: Any, ifindex: int) -> bool:
+    return any(msg["handle"] == PRIO_CLASS_BASE for msg in ipr.get_classes(index=ifindex))
+
+
+def _set_priorities(ipr: Any, ifindex: int, rate_kbps: int, on: bool) -> None:
+    """Add (or update) or remove the strict priority leaves under the port's HTB class."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    rate = rate_kbps * 1000 // 8
+    if not on:
+        for b in range(PRIO_BANDS):
+            with contextlib.suppress(NetlinkError):
+                ipr.tc("del-class", index=ifindex, handle=PRIO_CLASS_BASE + b, parent=HTB_CLASS)
+        return
+    leaf = dict(parent=HTB_CLASS, rate=min(PRIO_LEAF_RATE, rate), ceil=rate, burst=2 * (MTU + 14),
+                cburst=max(2 * (MTU + 14), rate // 1000), quantum=MTU + 14)
+    for b in range(PRIO_BANDS):
+        classid, prio = PRIO_CLASS_BASE + b, min(b, 7)     # HTB has prio 0..7
+        try:
+            ipr.tc("change-class", "htb", ifindex, classid, prio=prio, **leaf)
+        except NetlinkError:
+            ipr.tc("add-class", "htb", ifindex, classid, prio=prio, **leaf)

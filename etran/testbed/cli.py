@@ -71,6 +71,8 @@ def register(subparsers: Any) -> None:
         s.add_argument("--host", action="append", metavar="HOST",
                        help="only the switch port towards HOST (h1, h2, ...; repeatable; default: all)")
         _add_link_options(s, defaults=False)
+        s.add_argument("--priorities", action=argparse.BooleanOptionalAction, default=None,
+                       help="strict priority queues keyed on Homa's DSCP levels on the port (needs a rate)")
         s.set_defaults(func=cmd_set)
 
     stats = tsub.add_parser("stats", help="switch port counters")
@@ -228,11 +230,15 @@ def cmd_set(args: argparse.Namespace) -> int:
     for f in FAULTS:
         if getattr(args, f) is not None:
             changes[f] = getattr(args, f)
-    if not changes:
-        raise TestbedError("nothing to change: give --rate, --ecn-threshold, --loss, --duplicate, --reorder "
-                           "or --corrupt")
+    priorities = getattr(args, "priorities", None)
+    if not changes and priorities is None:
+        raise TestbedError("nothing to change: give --rate, --ecn-threshold, --loss, --duplicate, --reorder, "
+                           "--corrupt or --priorities")
     bed = Testbed(args.name)
-    bed.configure(args.host, **changes)
+    if changes:
+        bed.configure(args.host, **changes)
+    if priorities is not None:
+        bed.set_priorities(args.host, on=priorities)
     for host, s in bed.link_settings().items():
         if args.host is None or host in {bed.host(h).name for h in args.host}:
             print(f"{host}: " + ", ".join(f"{k}={v}" for k, v in s.as_dict().items()))

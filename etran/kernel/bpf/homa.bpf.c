@@ -904,6 +904,25 @@ static __always_inline int on_data(struct xdp_md *ctx, struct homa_config *c, __
 	return to_app(ctx, owner);
 }
 
+/* A control packet's common header, or NULL when the packet is too short to hold one. */
+static __always_inline struct homa_common_hdr *common_hdr(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct homa_common_hdr *h = data + HOMA_L4;
+
+	return (void *)(h + 1) > end ? NULL : h;
+}
+
+/* The local RPC that a packet from saddr names (its key goes to *key), or NULL. */
+static __always_inline struct homa_rpc *rpc_named(struct homa_rpc_key *key, const struct homa_common_hdr *h,
+						  __u32 saddr)
+{
+	key->id = homa_local_id(h->sender_id);
+	key->peer = saddr;
+	key->lport = h->dport;
+	return bpf_map_lookup_elem(&homa_rpcs, key);
+}
+
 static __always_inline int on_grant(struct xdp_md *ctx, struct homa_config *c, __u32 owner, __u32 homa_len,
 				    __u32 saddr)
 {
@@ -916,10 +935,7 @@ static __always_inline int on_grant(struct xdp_md *ctx, struct homa_config *c, _
 
 	if ((void *)(g + 1) > end || homa_len < sizeof(*g) || g->priority >= HOMA_MAX_PRIORITIES)
 		return in_drop(owner, HOMA_C_RX_MALFORMED, ETRAN_DROP_MALFORMED);
-	key.id = homa_local_id(g->common.sender_id);
-	key.peer = saddr;
-	key.lport = g->common.dport;
-	r = bpf_map_lookup_elem(&homa_rpcs, &key);
+	r = rpc_named(&key, &g->common, saddr);
 	if (!r)
 		return in_drop(owner, HOMA_C_RX_NO_RPC, ETRAN_DROP_NOT_OWNER);
 	if (r->slot != owner)
@@ -956,10 +972,7 @@ static __always_inline int on_resend(struct xdp_md *ctx, struct homa_config *c, 
 
 	if ((void *)(h + 1) > end || homa_len < sizeof(*h))
 		return in_drop(owner, HOMA_C_RX_MALFORMED, ETRAN_DROP_MALFORMED);
-	key.id = homa_local_id(h->common.sender_id);
-	key.peer = saddr;
-	key.lport = h->common.dport;
-	r = bpf_map_lookup_elem(&homa_rpcs, &key);
+	r = rpc_named(&key, &h->common, saddr);
 	if (!r || r->state == HOMA_RPC_DEAD) {
 		gen_ctrl(HOMA_PKT_RPC_UNKNOWN, owner, key.id, saddr, key.lport, h->common.sport, 0, 0);
 		cnt(HOMA_C_UNKNOWN_SENT);
@@ -985,17 +998,13 @@ static __always_inline int on_resend(struct xdp_md *ctx, struct homa_config *c, 
 
 static __always_inline int on_unknown(struct xdp_md *ctx, __u32 owner, __u32 saddr)
 {
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-	struct homa_common_hdr *h = data + HOMA_L4;
+	struct homa_common_hdr *h = common_hdr(ctx);
 	struct homa_rpc_key key = {};
 	struct homa_rpc *r;
 
-	if ((void *)(h + 1) > end)
+	if (!h)
 		return in_drop(owner, HOMA_C_RX_MALFORMED, ETRAN_DROP_MALFORMED);
-	key.id = homa_local_id(h->sender_id);
-	key.peer = saddr;
-	key.lport = h->dport;
-	r = bpf_map_lookup_elem(&homa_rpcs, &key);
+	r = rpc_named(&key, h, saddr);
 	if (!r)
 		return in_drop(owner, HOMA_C_RX_NO_RPC, ETRAN_DROP_NOT_OWNER);
 	if (r->slot != owner)
@@ -1022,17 +1031,13 @@ static __always_inline int on_unknown(struct xdp_md *ctx, __u32 owner, __u32 sad
 
 static __always_inline int on_busy(struct xdp_md *ctx, __u32 owner, __u32 saddr)
 {
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-	struct homa_common_hdr *h = data + HOMA_L4;
+	struct homa_common_hdr *h = common_hdr(ctx);
 	struct homa_rpc_key key = {};
 	struct homa_rpc *r;
 
-	if ((void *)(h + 1) > end)
+	if (!h)
 		return in_drop(owner, HOMA_C_RX_MALFORMED, ETRAN_DROP_MALFORMED);
-	key.id = homa_local_id(h->sender_id);
-	key.peer = saddr;
-	key.lport = h->dport;
-	r = bpf_map_lookup_elem(&homa_rpcs, &key);
+	r = rpc_named(&key, h, saddr);
 	if (r && r->slot == owner)
 		r->heard_ns = bpf_ktime_get_ns();
 	return in_drop(owner, HOMA_C_RX_BUSY, ETRAN_DROP_GEN_EMPTY);
@@ -1059,19 +1064,15 @@ static __always_inline int on_cutoffs(struct xdp_md *ctx, __u32 owner, __u32 hom
 
 static __always_inline int on_need_ack(struct xdp_md *ctx, __u32 owner, __u32 saddr)
 {
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-	struct homa_common_hdr *h = data + HOMA_L4;
+	struct homa_common_hdr *h = common_hdr(ctx);
 	struct homa_rpc_key key = {};
 	struct homa_rpc *r;
 
-	if ((void *)(h + 1) > end)
+	if (!h)
 		return in_drop(owner, HOMA_C_RX_MALFORMED, ETRAN_DROP_MALFORMED);
-	key.id = homa_local_id(h->sender_id);
-	key.peer = saddr;
-	key.lport = h->dport;
+	r = rpc_named(&key, h, saddr);
 	if (key.id & 1)	/* only clients are asked for acks */
 		return in_drop(owner, HOMA_C_RX_MALFORMED, ETRAN_DROP_MALFORMED);
-	r = bpf_map_lookup_elem(&homa_rpcs, &key);
 	if (r && r->state != HOMA_RPC_DEAD) {
 		/* still waiting for (part of) the response: not safe to ack; the timer asks for it.
 		 * Not a sign of life either: heard_ns stays, so the timer keeps sending RESENDs for

@@ -17,6 +17,12 @@
  *                  packet on the port is cloned out first and then rewritten into the held
  *                  bytes, so the two swap. An atomic state word (cmpxchg) keeps two CPUs
  *                  from using the buffer at once.
+ *   - strict priority queues, as a datacenter switch has for Homa, on ports that have them
+ *     (Testbed.set_priorities): one HTB leaf class per band under the port's rate-limited
+ *     class 1:1 (etran/testbed/bed.py), served by HTB priority. skb->priority set to a leaf's
+ *     class id makes HTB take that leaf directly; where the leaves do not exist HTB finds no
+ *     such class and uses 1:1 as before. Homa packets (IP protocol 146) go by the level in
+ *     the high 3 bits of DSCP (level 7 -> band 0); every other packet to the default band.
  *
  * Config, stats, queue state and hold buffers are maps keyed by the port's ifindex; ports
  * without a config entry pass everything. The Python side is etran/testbed/switch.py.
@@ -31,6 +37,12 @@
 #include "shared.h"
 
 #define MAX_PORTS 1024
+
+/* strict priority queues; keep in step with etran/testbed/bed.py (PRIO_CLASS_BASE, PRIO_BANDS) */
+#define PRIO_CLASS_BASE 0x00010010U	/* HTB class 1:10 holds band 0 */
+#define PRIO_HOMA_LEVELS 8
+#define PRIO_DEFAULT_BAND PRIO_HOMA_LEVELS	/* the last band: everything that is not Homa */
+#define IPPROTO_HOMA 146
 
 /* hold buffer states */
 #define HOLD_EMPTY 0
@@ -184,6 +196,17 @@ static __always_inline int corrupt_payload(struct __sk_buff *skb)
 	return bpf_skb_store_bytes(skb, pos, &byte, 1, 0) == 0;
 }
 
+/* Pick the packet's band of the port's prio qdisc (see the top of this file). */
+static __always_inline void select_band(struct __sk_buff *skb)
+{
+	struct iphdr *ip = ipv4_header(skb);
+	__u32 band = PRIO_DEFAULT_BAND;
+
+	if (ip && ip->protocol == IPPROTO_HOMA)
+		band = PRIO_HOMA_LEVELS - 1 - (ip->tos >> 5);
+	skb->priority = PRIO_CLASS_BASE + band;
+}
+
 /* Send a copy of skb out of the same port now; the copy skips this program. */
 static __always_inline int send_clone(struct __sk_buff *skb)
 {
@@ -266,6 +289,7 @@ int switch_egress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	__sync_fetch_and_add(&st->packets, 1);
 	__sync_fetch_and_add(&st->bytes, len);
+	select_band(skb);	/* before any clone: clones keep it */
 
 	if (chance(cfg->loss)) {
 		__sync_fetch_and_add(&st->dropped, 1);
@@ -291,8 +315,10 @@ int switch_egress(struct __sk_buff *skb)
 	if (!h)
 		return TC_ACT_OK;
 	verdict = release_held(skb, h, st);
-	if (verdict >= 0)
+	if (verdict >= 0) {
+		select_band(skb);	/* skb now carries the held packet */
 		return verdict;
+	}
 	if (chance(cfg->reorder) && hold_packet(skb, h)) {
 		__sync_fetch_and_add(&st->reordered, 1);
 		return TC_ACT_SHOT;
