@@ -45,7 +45,8 @@ DEFAULT_FRAMES = 4096
 FRAME_SIZE = 2048
 RING_SIZE = 2048
 TICK_BUSY = 0.001  # seconds between looks at the generation queue while it is in use
-TICK_IDLE = 0.032  # ... and at most this when it is not
+TICK_DRAINED = 0.004  # ... at most this while applications' blank frames keep it drained
+TICK_IDLE = 0.032  # ... and at most this when it is not in use
 NEIGH_EVERY = 0.02
 
 
@@ -322,8 +323,9 @@ class Daemon:
         picked up since the last tick (the second XDP_GEN producer: live frames). Every
         NEIGH_EVERY: resolve neighbour misses; every second: refresh the neighbour map.
 
-        The tick is TICK_BUSY while control packets are being generated and backs off to
-        TICK_IDLE when nothing was pushed for a while, so an idle daemon hardly wakes up."""
+        The tick is TICK_BUSY while the daemon has to generate control packets itself, backs off
+        to TICK_DRAINED while applications' blank frames drain the queue, and to TICK_IDLE when
+        nothing was pushed for a while, so an idle daemon hardly wakes up."""
         pub = self.kernel.map("host_pub").mmap_array(HostPub, readonly=True)
         try:
             seen_popped = seen_pushed = 0
@@ -339,7 +341,9 @@ class Daemon:
                         self.kernel.run_gen(min(pending, 256), self.nic_ifindex)
                     except OSError as e:
                         log.warning("live-frame generation failed: %s", e)
-                interval = TICK_BUSY if pushed != seen_pushed else min(interval * 2, TICK_IDLE)
+                    interval = TICK_BUSY
+                else:  # back off; slower while applications drain what is pushed
+                    interval = min(interval * 2, TICK_DRAINED if pushed != seen_pushed else TICK_IDLE)
                 seen_popped, seen_pushed = hp.gen_popped, pushed
                 now = time.monotonic()
                 if now < next_neigh:

@@ -33,6 +33,7 @@ Handler = Callable[[int, int], None]
 BLANK_LEN = 256
 BLANK_ETHERTYPE = int(Limits.ETRAN_BLANK_ETHERTYPE).to_bytes(2, "big")
 MAX_BLANKS_PER_BATCH = 64
+BLANKS_DEFER_MAX = 8  # single-frame polls whose blank frames may wait for the next idle moment
 M32 = 0xFFFFFFFF
 
 
@@ -76,6 +77,7 @@ class Engine:
         self.rx_frames = 0
         self.tx_frames = 0
         self.blank_frames = 0
+        self._blanks_owed = 0  # blank frames deferred past the application's own reply
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[asyncio.Future] = []
         self.lock = threading.RLock()  # for programs that share sockets across threads
@@ -96,6 +98,8 @@ class Engine:
             if timeout == 0:
                 if self._f_idx[self._f_f] & XDP_RING_NEED_WAKEUP and self.xsk.need_wakeup:
                     self.xsk._wakeup_rx()
+                if self._blanks_owed:
+                    self._pay_blanks()
                 if self._tx_i:
                     self.flush()
                 return 0
@@ -143,10 +147,24 @@ class Engine:
             xsk.release()
         self.rx_frames += n
         if self._host_pub.gen_pending:
-            self._send_blanks(n)
+            if n == 1 and self._loop is None and self._blanks_owed < BLANKS_DEFER_MAX:
+                # a request or a reply: the application answers it first (the blanks carry
+                # the host's control packets, often for other flows), they go when it waits
+                self._blanks_owed += 1
+            else:
+                self._send_blanks(n + self._blanks_owed)
+                self._blanks_owed = 0
         if self._tx_i:
             self.flush()
         return n
+
+    def _pay_blanks(self) -> None:
+        """Send the blank frames deferred by single-frame polls, now that the engine is idle."""
+        owed, self._blanks_owed = self._blanks_owed, 0
+        if self._host_pub.gen_pending:
+            self._send_blanks(owed)
+            if self._tx_i:
+                self.flush()
 
     def _wait_rx(self, timeout: float | None, cons: int) -> int:
         """Wait for the RX producer to move past `cons`; return it (== cons on timeout)."""
@@ -154,6 +172,8 @@ class Engine:
         idx, p = self._r_idx, self._r_p
         if self._tx_i:
             self.flush()
+        if self._blanks_owed:
+            self._pay_blanks()
         if self._c_idx[self._c_p] != self._comp.cached_cons:
             xsk.complete()  # idle now: reclaim sent frames off the round trip's path
         deadline = None if timeout is None else time.monotonic() + timeout
