@@ -68,6 +68,7 @@ while time.monotonic() < deadline and len(got) < count * len(peers):
     except TimeoutError:
         pass
 print(json.dumps({"got": got}), flush=True)
+sys.stdin.readline()  # stay registered until the test has read the daemon's counters
 """
 
 
@@ -92,6 +93,8 @@ def test_applications_exchange_frames_and_each_sees_only_its_own(etran_bed, app_
         for a in stats(host)["apps"]:
             assert not a["drops"], a
     assert sum(a["tx_packets"] for a in stats(h1)["apps"]) == 2 * 2 * count
+    for app in apps:
+        app.send("bye")
 
 
 FORGER = r"""

@@ -10,7 +10,8 @@ scheduled bytes there; short messages go at the highest unscheduled level and pa
 * A 10 KB message overtakes a 1 MB one: sent right after it, from the same socket to the
   same receiver, it completes first (sender-side SRPT in the pacer, unscheduled bytes, and
   the receiver's SRPT grants).
-* The short RPCs' p99 under that load stays within 3x of their unloaded p99. Phases
+* The short RPCs' p99 under that load stays within 3x of their unloaded p99, plus one
+  full-size packet's time on the rate-limited wire (see WIRE_PACKET_US). Phases
   alternate between no load and the bulk load to the short RPCs' receiver ("same"), so the
   machine's other work weighs on both alike; a third phase sends the same bulk load to a
   fifth host behind an equally limited port ("other"): a control that loads the CPUs but not
@@ -174,6 +175,11 @@ RATE_GBIT = 0.04
 # at the port rate (~1 s here, ~1 ms at 25 Gbit/s): the silence before a RESEND must be
 # longer, or RESENDs resend what is only queued and the queue collapses. Slower ticks and
 # fewer, larger grants: less CPU for the daemons and the kernel on these shared CPUs.
+# No switch preempts a packet on the wire: a short packet that arrives while a full-size bulk
+# packet is being sent waits for it. At RATE_GBIT that is 0.3 ms; at the 10-25 Gbit/s of the
+# Homa paper it is 0.5-1.2 us, lost in its 3x. The bound adds it so it judges the transport
+# (queueing, priorities, grants), not the test bed's slow port.
+WIRE_PACKET_US = (1500 + 38) * 8 / (RATE_GBIT * 1e3)
 HOMA = {"max_incoming": 40_000, "timer_interval_ns": 20_000_000, "resend_ticks": 50, "grant_increment": 4 * 1424}
 
 
@@ -243,10 +249,13 @@ def test_short_rpcs_keep_their_latency_and_short_messages_overtake(testbed):
     assert sum(bands[4:8]) > 0, report                            # granted bulk bytes: scheduled levels
     assert port["qdisc_drops"] == 0, report                       # the grants bound the queue
     assert overtakes and all(o == "10KB" for o in overtakes), report
-    if same99 > 3 * off99:
+    bound = 3 * off99 + WIRE_PACKET_US
+    if same99 > bound:
         # The bound is missed. If the same bulk load sent to another host (the control: the
         # same CPU work, none of it on the receiver's path) hurts the short RPCs about as much,
         # the cause is the two CPUs this whole cluster shares, not the transport.
-        assert same99 <= 1.5 * other99, "the receiver-bound load hurts short RPCs more than CPU load: " + report
-        pytest.xfail("short-RPC p99 over 3x unloaded, but no worse than under the same load to another host: "
+        assert same99 <= 1.5 * other99 + WIRE_PACKET_US, ("the receiver-bound load hurts short RPCs more than CPU "
+                                                          "load: " + report)
+        pytest.xfail(f"short-RPC p99 over 3x unloaded (+{WIRE_PACKET_US:.0f} us for a packet on the wire), "
+                     "but no worse than under the same load to another host: "
                      "CPU contention on this 2-CPU machine, not the transport; " + report)

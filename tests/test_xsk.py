@@ -594,7 +594,7 @@ def test_bind_errors_are_clear(veth_pair):
 
 @pytest.mark.kernel
 @pytest.mark.timeout(60)
-def test_missing_privilege_is_a_privilege_error():
+def test_missing_privilege_is_a_privilege_error(app_pythonpath):
     code = (
         "from etran.errors import PrivilegeError\n"
         "from etran.xsk import XskSocket\n"
@@ -604,7 +604,8 @@ def test_missing_privilege_is_a_privilege_error():
         "    print('PrivilegeError', e)\n"
     )
     r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
-                       capture_output=True, text=True, timeout=30, cwd=os.path.dirname(os.path.dirname(__file__)))
+                       capture_output=True, text=True, timeout=30, cwd="/",
+                       env={**os.environ, "PYTHONPATH": str(app_pythonpath)})
     assert "PrivilegeError" in r.stdout and "CAP_NET_RAW" in r.stdout, r.stdout + r.stderr
     assert issubclass(PrivilegeError, PermissionError)
 
@@ -634,7 +635,7 @@ umem.close()
 
 @pytest.mark.kernel
 @pytest.mark.timeout(60)
-def test_unprivileged_process_adopts_a_socket(veth_pair):
+def test_unprivileged_process_adopts_a_socket(veth_pair, app_pythonpath):
     """The daemon's hand-over: root makes a shareable UMEM and a bound socket; a process
     running as nobody maps both from the fds alone and receives frames."""
     import hashlib
@@ -652,7 +653,7 @@ def test_unprivileged_process_adopts_a_socket(veth_pair):
              str(rx.fileno()), str(umem.fd), str(umem.frame_count), str(count),
              str(sizes["rx_size"]), str(sizes["fill_size"]), str(sizes["comp_size"])],
             pass_fds=(rx.fileno(), umem.fd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            cwd="/", env={**os.environ, "PYTHONPATH": str(app_pythonpath)})
         try:
             assert child.stdout.readline().strip() == "ready", child.stderr.read()
             with XskSocket("xa", netns=a, rx_size=0) as tx:
