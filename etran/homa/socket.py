@@ -46,8 +46,11 @@ IPPROTO_HOMA = wire.IPPROTO_HOMA
 HDRS = 90                      # Ethernet 14 + IPv4 20 + homa_data_hdr 56
 ETH_OVERHEAD = 24              # preamble, CRC, gap: what the NIC backlog counts besides the frame
 _FRAME = struct.Struct("!6s6sH" "BBHHHBBH4s4s" + wire.DATA_HDR.format[1:])
-# message_length, incoming, ack.client_id, ack.server_port, (cutoff_version, retransmit, pad), seg.offset
-_DATA_TAIL = struct.Struct("!IIQH6xI")
+# a DATA frame from the IPv4 total length on: (total length, source address, source port,
+# destination port, sender id, message_length, incoming, ack.client_id, ack.server_port,
+# (cutoff_version, retransmit, pad), seg.offset): one unpack per received DATA packet
+_RX_DATA = struct.Struct("!H8x4s4xHH16xQIIQH6xI")
+_MAX_CACHED = 4096             # cached headers / peer tuples per process
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _U64 = struct.Struct("!Q")
@@ -172,6 +175,11 @@ class HomaEngine:
         self.known_peers: set[str] = {s.host_ip}
         self.peers: dict[str, bytes] = {}         # check_peer's answers
         self.names: dict[bytes, str] = {}         # peer addresses as text, by their bytes
+        # (address bytes, port) -> (host, port): a server makes a peer's tuple once, not per request
+        self.peer_tuples: dict[tuple[bytes, int], Address] = {}
+        # (dst, sport, dport, length) -> a single-packet message's 90 header bytes but the id:
+        # a small message copies a ready header instead of packing 33 fields
+        self.headers: dict[tuple[bytes, int, int, int], bytearray] = {}
         self.stats = {"data_sent": 0, "retransmitted": 0, "fifo_packets": 0, "data_received": 0,
                       "grants": 0, "resends": 0, "unknowns": 0, "aborts": 0, "frees": 0}
         engine.register(IPPROTO_HOMA, self.on_frame)
@@ -215,10 +223,6 @@ class HomaEngine:
         self.peers[host] = dst
         return dst
 
-    def new_birth(self) -> int:
-        self.births += 1
-        return self.births
-
     # ---- sending ------------------------------------------------------------------------
     def send_packet(self, o: _Out, offset: int, retransmit: int = 0) -> bool:
         """Write one DATA packet into a TX frame (the caller flushes); False if no frame is free."""
@@ -240,15 +244,49 @@ class HomaEngine:
 
     def start(self, o: _Out) -> None:
         """A new message: send what the grants and the pacer allow now."""
-        if not self.queue and o.length <= self.seg and \
-                self.backlog + HDRS + o.length + ETH_OVERHEAD <= self.max_backlog and self.send_packet(o, 0):
-            # one packet and nothing else waiting: no pacer bookkeeping (the backlog is charged)
-            o.next = o.length
-            self.stats["data_sent"] += 1
-            self.engine.flush()
-            return
+        n = o.length
+        if not self.queue and n <= self.seg and o.granted == n and \
+                (self.backlog + HDRS + n + ETH_OVERHEAD <= self.max_backlog or self._drained(HDRS + n + ETH_OVERHEAD)):
+            # one packet and nothing else waiting: a cached header, one frame, no pacer
+            # bookkeeping (the backlog is charged)
+            key = (o.dst, o.sport, o.dport, n)
+            hdr = self.headers.get(key)
+            if hdr is None:
+                hdr = self._data_header(key)
+            _U64.pack_into(hdr, O_SID, o.id)
+            try:
+                self.engine.send(hdr, o.data, 0.0)
+            except BlockingIOError:  # no TX frame free now: the pacer retries
+                pass
+            else:
+                o.next = n
+                self.backlog += HDRS + n + ETH_OVERHEAD
+                self.stats["data_sent"] += 1
+                return
         self.enqueue(o)
         self.pump()
+
+    def _drained(self, frame: int) -> bool:
+        """Let the NIC backlog drain by the time since it was last drained; True if `frame`
+        bytes fit now (the one-packet path charges the backlog without draining it)."""
+        now = time.monotonic_ns()
+        if now > self.backlog_ns:
+            drained = (now - self.backlog_ns) * self.link_mbps // 8000
+            self.backlog = self.backlog - drained if self.backlog > drained else 0
+            self.backlog_ns = now
+        return self.backlog + frame <= self.max_backlog
+
+    def _data_header(self, key: tuple[bytes, int, int, int]) -> bytearray:
+        """The header of a whole message in one first-time DATA packet (offset 0, all granted)."""
+        dst, sport, dport, n = key
+        hdr = bytearray(HDRS)
+        _FRAME.pack_into(hdr, 0, _Z6, self.mac, 0x0800, 0x45, 0, 76 + n, 0, 0x4000, 64, IPPROTO_HOMA, 0,
+                         self.ip, dst, sport, dport, 0, _Z3, wire.DATA, wire.DATA_DOFF, 0, 0, 0, 0, 0,
+                         n, n, 0, 0, 0, 0, _Z3, 0)
+        if len(self.headers) >= _MAX_CACHED:
+            self.headers.clear()
+        self.headers[key] = hdr
+        return hdr
 
     def enqueue(self, o: _Out) -> None:
         if not o.queued and o.sendable():
@@ -266,11 +304,7 @@ class HomaEngine:
         q = self.queue
         if not q:
             return None
-        now = time.monotonic_ns()
-        if now > self.backlog_ns:
-            drained = (now - self.backlog_ns) * self.link_mbps // 8000
-            self.backlog = self.backlog - drained if self.backlog > drained else 0
-            self.backlog_ns = now
+        self._drained(0)
         seg = self.seg
         wait = None
         sent = 0
@@ -329,16 +363,14 @@ class HomaEngine:
         return n
 
     # ---- receiving ------------------------------------------------------------------------
-    def on_frame(self, a: int, ln: int) -> None:
+    def _on_control(self, t: int, a: int) -> None:
+        """A packet other than DATA (type `t`): GRANT, RESEND, NOTIFY, ACK, RPC_UNKNOWN."""
         buf = self.buf
         sock = self.sockets.get((buf[a + O_DPORT] << 8) | buf[a + O_DPORT + 1])
         if sock is None:
             return
-        t = buf[a + O_TYPE]
         sid = _U64.unpack_from(buf, a + O_SID)[0]
-        if t == wire.DATA:
-            self._on_data(sock, a, sid)
-        elif t == wire.GRANT:
+        if t == wire.GRANT:
             self._on_grant(sock, a, sid)
         elif t == wire.RESEND:
             self._on_resend(sock, a, sid)
@@ -349,49 +381,77 @@ class HomaEngine:
         elif t == wire.RPC_UNKNOWN:
             self._on_unknown(sock, a, sid)
 
-    def _peer_of(self, a: int) -> tuple[bytes, Address]:
-        buf = self.buf
-        dst = bytes(buf[a + 26:a + 30])
-        host = self.names.get(dst)
-        if host is None:
-            host = self.names[dst] = _socket.inet_ntoa(dst)
-        return dst, (host, (buf[a + 34] << 8) | buf[a + 35])
+    def _peer(self, dst: bytes, port: int) -> Address:
+        """The (host, port) tuple of a peer, made once."""
+        key = (dst, port)
+        peer = self.peer_tuples.get(key)
+        if peer is None:
+            host = self.names.get(dst)
+            if host is None:
+                host = self.names[dst] = _socket.inet_ntoa(dst)
+            if len(self.peer_tuples) >= _MAX_CACHED:
+                self.peer_tuples.clear()
+            peer = self.peer_tuples[key] = (host, port)
+        return peer
 
-    def _on_data(self, sock: HomaSocket, a: int, sid: int) -> None:
+    def on_frame(self, a: int, ln: int) -> None:
+        """The engine's handler for Homa frames. DATA (the round trip's path) here, with one
+        unpack of its header; the other types by _on_control."""
         buf = self.buf
-        n = ((buf[a + 16] << 8) | buf[a + 17]) - 76
-        length, _incoming, ack_id, ack_port, offset = _DATA_TAIL.unpack_from(buf, a + 62)
+        t = buf[a + O_TYPE]
+        if t != wire.DATA:
+            self._on_control(t, a)
+            return
+        iplen, dst, sport, dport, sid, length, _incoming, ack_id, ack_port, offset = _RX_DATA.unpack_from(buf, a + 16)
+        sock = self.sockets.get(dport)
+        if sock is None:
+            return
+        n = iplen - 76
         if n < 0 or offset + n > length:
             return
         self.stats["data_received"] += 1
         lid = sid ^ 1
         if lid & 1:
             # a request (we are the server)
-            dst = bytes(buf[a + 26:a + 30])
-            if ack_id:
-                self._acked(dst, ack_id | 1, ack_port)
+            server = sock._server
+            if ack_id:   # the client's previous RPC with us ended: forget it (mostly this socket's)
+                if ack_port == dport:
+                    old = server.pop((dst, ack_id | 1), None)
+                    if old is not None and old.out is not None and old.out.queued:
+                        self.dequeue(old.out)
+                else:
+                    self._acked(dst, ack_id | 1, ack_port)
             key = (dst, lid)
-            rpc = sock._server.get(key)
+            rpc = server.get(key)
             if rpc is None:
-                _, peer = self._peer_of(a)
-                rpc = sock._server[key] = _ServerRpc(lid, peer, dst)
+                peer = self.peer_tuples.get((dst, sport))
+                if peer is None:
+                    peer = self._peer(dst, sport)
+                rpc = server[key] = _ServerRpc(lid, peer, dst)
             elif rpc.state != _ServerRpc.INCOMING:
                 return
-            payload = self._reassemble(rpc, a, offset, n, length)
-            if payload is None:
-                return
+            if offset == 0 and n == length:   # the message in one packet
+                payload = buf[a + HDRS:a + HDRS + n]
+            else:
+                payload = self._reassemble(rpc, a, offset, n, length)
+                if payload is None:
+                    return
+                payload = bytes(payload)
             rpc.state = _ServerRpc.IN_SERVICE
-            sock._requests.append(Request(lid, rpc.peer, bytes(payload), rpc))
+            sock._requests.append(Request(lid, rpc.peer, payload, rpc))
             return
         rpc = sock._client.get(lid)
         if rpc is None or rpc.done:
             return
         if rpc.out.queued:  # the server has our whole request
             self.dequeue(rpc.out)
-        payload = self._reassemble(rpc, a, offset, n, length)
-        if payload is None:
-            return
-        r = Response(payload)
+        if offset == 0 and n == length:
+            r = Response(self.view[a + HDRS:a + HDRS + n])
+        else:
+            payload = self._reassemble(rpc, a, offset, n, length)
+            if payload is None:
+                return
+            r = Response(payload)
         r.id = lid
         r.peer = rpc.peer
         rpc.result = r
@@ -401,9 +461,8 @@ class HomaEngine:
 
     def _reassemble(self, rpc: _ClientRpc | _ServerRpc, a: int, offset: int, n: int,
                     length: int) -> memoryview | bytearray | None:
-        """The whole message once the DATA packet at `a` completes it, else None (it is kept)."""
-        if offset == 0 and n == length:
-            return self.view[a + HDRS:a + HDRS + n]   # the message in one packet: no copy yet
+        """The whole message once the DATA packet at `a` completes it, else None (it is kept).
+        A message in one packet does not come here (on_frame copies it straight out)."""
         m = rpc.inm
         if m is None:
             m = rpc.inm = MessageIn(length, 0, max_gaps=1 << 30)
@@ -526,9 +585,18 @@ class HomaEngine:
         poll = self.engine.poll
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            left = self.wait_step(done, deadline)
-            if left is not None and left < 0:
-                return left == WAIT_DONE
+            if self.queue:   # messages to pace
+                left = self.wait_step(done, deadline)
+                if left is not None and left < 0:
+                    return left == WAIT_DONE
+            elif done():     # wait_step's verdicts without the pacer (nothing to pace)
+                return True
+            elif deadline is None:
+                left = None
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
             poll(left)
 
 
@@ -591,6 +659,9 @@ class HomaSocket:
             raise HomaError("the Homa socket is closed")
 
     def _check_len(self, payload: Any) -> bytes:
+        """A message to send as bytes (kept for RESENDs), once the socket is open and it is not too long."""
+        if self._closed:
+            self._check_open()
         data = payload if isinstance(payload, bytes) else bytes(payload)
         if len(data) > self._h.max_len:
             raise HomaMessageTooLargeError(f"a message of {len(data)} bytes is longer than the maximum "
@@ -600,16 +671,27 @@ class HomaSocket:
     # ---- client ---------------------------------------------------------------------------
     def send_request(self, addr: Address, payload: bytes | bytearray | memoryview) -> int:
         """Start an RPC; returns its id (even). The response comes with recv_response."""
-        self._check_open()
+        return self._send_request(addr, payload).id
+
+    def _send_request(self, addr: Address, payload: bytes | bytearray | memoryview) -> _ClientRpc:
         data = self._check_len(payload)
         host, port = addr
+        port = int(port)
         h = self._h
-        dst = h.check_peer(host)
-        rpc_id = h.new_id()
-        o = _Out(rpc_id, self.port, int(port), dst, data, min(len(data), h.unsched), h.new_birth())
-        self._client[rpc_id] = _ClientRpc(rpc_id, (host, int(port)), dst, o)
+        dst = h.peers.get(host)
+        if dst is None:
+            dst = h.check_peer(host)
+        rpc_id = h.id_next
+        if rpc_id < h.id_hi:
+            h.id_next = rpc_id + 2
+        else:
+            rpc_id = h.new_id()
+        h.births += 1   # the pacer's FIFO order
+        n = len(data)
+        o = _Out(rpc_id, self.port, port, dst, data, min(n, h.unsched), h.births)
+        rpc = self._client[rpc_id] = _ClientRpc(rpc_id, (host, port), dst, o)
         h.start(o)
-        return rpc_id
+        return rpc
 
     def recv_response(self, rpc_id: int | None = None, timeout: float | None = None) -> Response:
         """The response of RPC `rpc_id` (None: of whichever RPC completes first); raises
@@ -647,11 +729,14 @@ class HomaSocket:
 
     def call(self, addr: Address, payload: bytes | bytearray | memoryview, timeout: float | None = None) -> Response:
         """One RPC: send the request, wait for the response (bytes with .id and .peer)."""
-        rpc_id = self.send_request(addr, payload)
+        rpc = self._send_request(addr, payload)
         try:
-            return self.recv_response(rpc_id, timeout)
+            if not rpc.done and not self._h.wait(lambda: rpc.done, timeout):
+                raise HomaTimeoutError(f"no response to RPC {rpc.id} from {rpc.peer[0]}:{rpc.peer[1]} within "
+                                       f"{timeout} s", rpc.id)
+            return self._finish(rpc)
         except HomaTimeoutError:
-            self.cancel(rpc_id)
+            self.cancel(rpc.id)
             raise
 
     def cancel(self, rpc_id: int) -> None:
@@ -667,14 +752,15 @@ class HomaSocket:
     # ---- server ---------------------------------------------------------------------------
     def recv_request(self, timeout: float | None = None) -> Request:
         """The next whole request (raises HomaTimeoutError after `timeout` seconds)."""
-        self._check_open()
-        if not self._requests and not self._h.wait(lambda: bool(self._requests), timeout):
+        if self._closed:
+            self._check_open()
+        requests = self._requests
+        if not requests and not self._h.wait(lambda: bool(requests), timeout):
             raise HomaTimeoutError(f"no request within {timeout} s")
-        return self._requests.popleft()
+        return requests.popleft()
 
     def reply(self, request: Request, payload: bytes | bytearray | memoryview) -> None:
         """Send the response to a request (kept until the client acks it, for RESENDs)."""
-        self._check_open()
         data = self._check_len(payload)
         rpc = request._rpc
         if rpc.state != _ServerRpc.IN_SERVICE:
@@ -684,8 +770,10 @@ class HomaSocket:
             rpc.state = _ServerRpc.OUTGOING
             return  # the kernel freed it meanwhile (the client went away): nothing to send
         rpc.state = _ServerRpc.OUTGOING
-        rpc.out = _Out(rpc.id, self.port, rpc.cport, rpc.dst, data, min(len(data), h.unsched), h.new_birth())
-        h.start(rpc.out)
+        h.births += 1
+        n = len(data)
+        o = rpc.out = _Out(rpc.id, self.port, rpc.cport, rpc.dst, data, min(n, h.unsched), h.births)
+        h.start(o)
 
     def serve(self, handler: Callable[[Request], bytes | None], count: int | None = None,
               timeout: float | None = None) -> int:
