@@ -85,11 +85,13 @@ rest = bytes(range(256)) * 120                     # 30 KB
 with eng.lock:
     s._sbuf += rest
     base = s._snd_base + len(s._sbuf) - s._soff - len(rest)
-    for i in range(10):                            # ten new segments (within cwnd and the bucket) ...
+    # ten new segments after a hole at `base` (within cwnd and the bucket), so the peer cannot
+    # acknowledge them while the flood goes out and the hook has to refuse it for the rate ...
+    for i in range(1, 11):
         s._emit(base + i * s.mss, s.mss, False)
     for _ in range(300):                           # ... and the first of them again, 300 times
-        s._emit(base, s.mss, False)
-    s._snd_nxt = s._sent_hi = base + 10 * s.mss
+        s._emit(base + s.mss, s.mss, False)
+    s._snd_nxt = s._sent_hi = base + 11 * s.mss    # the hole is repaired as any loss is
     eng.flush()
 time.sleep(0.3)
 st = s.flow_stats()
@@ -131,6 +133,5 @@ def test_pacing_rate_reaches_the_hook_library_paces_and_retransmission_floods_ar
     # the flood: at most a bucket's worth of resends went out, the rest was refused for the rate
     assert flood["rate_before"] == RATE, res
     assert flood["retrans_bytes"] <= 2 * bucket, f"retransmissions were not bounded: {res}"
-    # (refused for the rate, or as below snd_una once the ACK of the new segments came back)
-    assert flood["pace_drops"] > 0 and flood["pace_drops"] + flood["window_drops"] >= 300 - 2 * CWND_SEGS, res
+    assert flood["pace_drops"] >= 300 - 2 * CWND_SEGS, res
     assert flood["ok"], res

@@ -61,6 +61,11 @@ _IP_VAR = struct.Struct("!HH")           # at 16: IPv4 total length, identificat
 _SEQ_ACK = struct.Struct("!II")          # at 38: TCP sequence number, ACK field (our window's right edge)
 TCPF_FIN, TCPF_SYN, TCPF_RST, TCPF_PSH, TCPF_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 _SACK = struct.Struct("!II")
+# at 16: IPv4 total length, source address, TCP ports, sequence number, data offset, flags (one C call per frame)
+_RX = struct.Struct("!H8x4s4xHHI4xBB")
+_mono_ns = time.monotonic_ns
+# the state word's bits _push's fast path needs clear (or equal to ESTABLISHED): state, reset, recovery, loss
+_FAST_MASK = M32 | ((TCP_F_RESET | TCP_F_RECOVERY | TCP_F_LOSS) << 32)
 MSG_PEEK = int(_socket.MSG_PEEK)  # a plain int: IntFlag arithmetic costs microseconds
 PACE_MIN_BURST = 16             # segments; the egress hook's TCP_PACE_MIN_BURST
 
@@ -86,12 +91,12 @@ class _Demux:
 
     def on_frame(self, addr: int, length: int) -> None:
         buf = self.engine.buf
-        key = (bytes(buf[addr + 26:addr + 30]), (buf[addr + 34] << 8) | buf[addr + 35],
-               (buf[addr + 36] << 8) | buf[addr + 37])
+        tot, raddr, rport, lport, seq, doff, flags = _RX.unpack_from(buf, addr + 16)
+        key = (raddr, rport, lport)
         c = self.conns.get(key)
         if c is not None:
             if c._connected:                 # the common case, one call less per frame
-                c._on_frame_bytes(buf, addr)
+                c._rx(buf, addr, tot, seq, doff, flags)
             else:
                 c._on_frame(addr, length)
             self.dirty.add(c)
@@ -224,6 +229,7 @@ class TcpSocket:
         self.mss = int(p["mss"])
         self._ts = bool(p["ts"])
         self._hlen = 14 + 20 + (32 if self._ts else 20)
+        self._doff = self._hlen - 34    # a TCP header without SACK blocks: timestamps only, or no options
         raddr = _socket.inet_aton(p["raddr"])
         self.remote = (p["raddr"], int(p["rport"]))
         self.local = (s.host_ip, int(p["lport"]))
@@ -237,6 +243,7 @@ class TcpSocket:
         if self._ts:
             hdr[54:66] = _TS_PLACEHOLDER
         self._hdr = bytes(hdr)
+        self._hbuf = hdr   # _emit's copy: the fields that change are patched in place
         # send side (unwrapped sequence numbers)
         self._snd_base = (int(p["iss"]) + 1)          # sequence number of _sbuf[_soff]
         self._sbuf = bytearray()
@@ -295,19 +302,31 @@ class TcpSocket:
         self._on_frame_bytes(self.engine.buf, addr)
 
     def _on_frame_bytes(self, buf, addr: int = 0) -> None:
-        tot = (buf[addr + 16] << 8) | buf[addr + 17]
-        t = addr + TCP_OFF
-        flags = buf[t + 13]
+        tot, _, _, _, seq, doff, flags = _RX.unpack_from(buf, addr + 16)
+        self._rx(buf, addr, tot, seq, doff, flags)
+
+    def _rx(self, buf, addr: int, tot: int, seq: int, doff: int, flags: int) -> None:
+        """One segment of this connection (fields already parsed by the demux)."""
         if flags & TCPF_RST:
             self._reset = True
             self._reset_why = "RST received"
             return
-        doff = (buf[t + 12] >> 4) * 4
-        if doff > 32 or (doff > 20 and not self._ts):
-            self._parse_sack(buf, t + 20, doff - 20)
+        t = addr + TCP_OFF
+        doff = (doff >> 4) * 4
         plen = tot - 20 - doff
         rn = self._rcv_nxt
-        seq = (buf[t + 4] << 24) | (buf[t + 5] << 16) | (buf[t + 6] << 8) | buf[t + 7]
+        if seq == (rn & M32) and not flags & TCPF_FIN and not self._ooo and doff == self._doff:
+            # in-order data (or a pure ACK) without SACK blocks, FIN or holes: the request/response path
+            if plen > 0:
+                self._rbuf += buf[t + doff:t + doff + plen]
+                self._rcv_nxt = rn + plen
+                self.stats["bytes_received"] += plen
+                rn += plen
+            if self._peer_fin is not None and rn >= self._peer_fin:
+                self._eof = True
+            return
+        if doff > 32 or (doff > 20 and not self._ts):
+            self._parse_sack(buf, t + 20, doff - 20)
         seq = rn + (((seq - rn) + (1 << 31)) & M32) - (1 << 31)         # unwrap(seq, rn), inlined
         if plen > 0:
             start = t + doff
@@ -382,9 +401,75 @@ class TcpSocket:
         """Send what the kernel allows now: retransmissions it asked for, new data, the FIN."""
         if not self._connected or self._reset:
             return
-        w = self._pub()
+        w = self._w
+        if w is None:
+            w = self._pub()
         if w[TCP_PUB_TAG] != self._tag:
             return
+        if (w[TCP_PUB_STATE] & _FAST_MASK != TCP_S_ESTABLISHED or self._fin_wanted or self._sacked
+                or w[TCP_PUB_RTX] & M32 != self._rtx_epoch):
+            self._push_slow(w)
+            return
+        # established without loss, recovery or FIN, no SACK state: the request/response path.
+        # Same decisions as _push_slow, with fewer calls.
+        snd = w[TCP_PUB_SND]
+        base = self._snd_base
+        una = base + ((((snd & M32) - base) + 0x80000000) & M32) - 0x80000000
+        knxt = base + ((((snd >> 32) - base) + 0x80000000) & M32) - 0x80000000
+        hi = self._sent_hi
+        if knxt != una or hi != una or self._snd_nxt != una or una < base:
+            self._push_slow(w)  # data in flight (or a stall to watch)
+            return
+        self._stall_at = None
+        sbuf = self._sbuf
+        data_end = base + len(sbuf) - self._soff
+        if una > base:
+            if una >= data_end:
+                if sbuf:
+                    self._sbuf = sbuf = bytearray()
+                self._soff = 0
+            else:
+                self._soff += una - base
+                if self._soff > (1 << 20) and self._soff * 2 > len(sbuf):
+                    del sbuf[:self._soff]
+                    self._soff = 0
+            self._snd_base = base = una
+        if una >= data_end:
+            return  # nothing to send: most calls on a request/response path end here
+        mss = self.mss
+        limit = base + ((((w[TCP_PUB_LIMIT] & M32) - base) + 0x80000000) & M32) - 0x80000000
+        # the pacing bucket (see _pace), inlined
+        now = _mono_ns()
+        cwnd = w[TCP_PUB_WINDOWS] & M32
+        rate = w[TCP_PUB_FIN] >> 32 or cwnd * 1000
+        cap = (cwnd if cwnd > PACE_MIN_BURST * mss else PACE_MIN_BURST * mss) - mss
+        dt = now - self._pace_t
+        self._pace_t = now
+        tokens = self._pace_tokens + rate * (dt if dt < 1_000_000_000 else 1_000_000_000) // 1_000_000_000
+        if tokens > cap:
+            tokens = cap
+        nxt = una
+        while nxt < data_end:
+            n = data_end - nxt
+            if n > mss:
+                n = mss
+            if nxt + n > limit:
+                if nxt != una or limit > una:
+                    self.stats["blocked"] += 1
+                break
+            if n > tokens:
+                self.stats["paced"] += 1
+                break
+            tokens -= n
+            self._emit(nxt, n, False)
+            nxt += n
+        self._snd_nxt = nxt
+        if nxt > hi:
+            self._sent_hi = nxt
+        self._pace_tokens = tokens
+
+    def _push_slow(self, w) -> None:
+        """_push in general: losses, recovery, FIN, data in flight, stalls."""
         st = w[TCP_PUB_STATE]
         state, flags = st & M32, st >> 32
         if flags & TCP_F_RESET or state == TCP_S_CLOSED and not flags & TCP_F_FIN_ACKED:
@@ -513,16 +598,16 @@ class TcpSocket:
             a = eng.tx_frame_wait(5.0)
         buf = eng.buf
         hl = self._hlen
-        buf[a:a + hl] = self._hdr
+        h = self._hbuf
         self._ip_id = ip_id = (self._ip_id + 1) & 0xFFFF
         # our window's right edge: what we have read plus the window (the hook takes it from the ACK field)
         edge = self._rcv_nxt - (len(self._rbuf) - self._roff) + self._rcv_wnd
         if edge > self._edge_sent:
             self._edge_sent = edge
-        _IP_VAR.pack_into(buf, a + 16, hl - 14 + n, ip_id)
-        _SEQ_ACK.pack_into(buf, a + 38, seq & M32, edge & M32)
-        if fin:
-            buf[a + 47] = TCPF_ACK | TCPF_PSH | TCPF_FIN
+        _IP_VAR.pack_into(h, 16, hl - 14 + n, ip_id)
+        _SEQ_ACK.pack_into(h, 38, seq & M32, edge & M32)
+        h[47] = TCPF_ACK | TCPF_PSH | TCPF_FIN if fin else TCPF_ACK | TCPF_PSH
+        buf[a:a + hl] = h
         if n:
             off = self._soff + seq - self._snd_base
             buf[a + hl:a + hl + n] = self._sbuf[off:off + n]
@@ -538,14 +623,16 @@ class TcpSocket:
             self.engine.flush()
 
     # ---- waiting ---------------------------------------------------------------------------------
-    def _wait(self, ready, timeout: float | None, what: str) -> None:
-        """Run the engine until ready() (holding the engine's lock only while polling)."""
+    def _wait(self, ready, timeout: float | None, what: str, checked: bool = False) -> None:
+        """Run the engine until ready() (holding the engine's lock only while polling).
+        `checked`: the caller just found ready() false (one check less)."""
         eng = self.engine
-        with eng.lock:
-            if ready():  # the common case on a request/response path: no clock, no poll
-                return
+        if not checked:
+            with eng.lock:
+                if ready():  # the common case on a request/response path: no clock, no poll
+                    return
         deadline = None if timeout is None else time.monotonic() + timeout
-        step0 = 0.002 if threading.active_count() > 1 and not eng.busy_poll else 0.0021
+        step0 = 0.0021 if eng.busy_poll or threading.active_count() <= 1 else 0.002
         polled = False
         while True:
             with eng.lock:
@@ -629,12 +716,32 @@ class TcpSocket:
             raise OSError(errno.ENOTCONN, "the socket is not connected")
 
     def send(self, data) -> int:
-        self._check_open()
+        if self._closed or not self._connected:
+            self._check_open()
         if self._fin_wanted:
             raise BrokenPipeError(errno.EPIPE, "send after shutdown")
-        mv = memoryview(data).cast("B")
+        if type(data) is bytes or type(data) is bytearray:
+            mv = data
+        else:
+            mv = memoryview(data).cast("B")
         if not len(mv):
             return 0
+        eng = self.engine
+        if not self._reset:
+            with eng.lock:
+                room = SNDBUF - (len(self._sbuf) - self._soff)
+                if room > 0 and not self._reset:
+                    # room in the send buffer (the common case): no waiting, one _push
+                    if len(mv) <= room:
+                        self._sbuf += mv
+                        n = len(mv)
+                    else:
+                        n = room
+                        self._sbuf += memoryview(mv)[:n]
+                    self._push()
+                    eng.flush()
+                    return n
+        mv = memoryview(mv).cast("B")
 
         def room() -> bool:
             if self._reset or len(self._sbuf) - self._soff < SNDBUF:
@@ -654,14 +761,22 @@ class TcpSocket:
         return n
 
     def sendall(self, data) -> None:
-        mv = memoryview(data).cast("B")
+        if type(data) is bytes:
+            n = self.send(data)
+            if n == len(data):
+                return  # all of it in one send (the request/response path): no memoryview
+            mv = memoryview(data)[n:]
+        else:
+            mv = memoryview(data).cast("B")
         while len(mv):
             n = self.send(mv)
             mv = mv[n:]
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        self._check_open()
-        self._wait(self._readable, self.timeout, "recv")
+        if self._closed or not self._connected:
+            self._check_open()
+        if len(self._rbuf) <= self._roff and not (self._eof or self._reset or self._shut_rd):
+            self._wait(self._readable, self.timeout, "recv", True)
         with self.engine.lock:
             avail = len(self._rbuf) - self._roff
             if not avail and self._reset and not self._eof:
@@ -671,8 +786,11 @@ class TcpSocket:
                 if self._reset and not self._eof:
                     raise ConnectionResetError(errno.ECONNRESET, f"connection reset by peer ({self._reset_why})")
                 return b""
-            n = min(bufsize, avail)
-            out = bytes(self._rbuf[self._roff:self._roff + n])
+            n = bufsize if bufsize < avail else avail
+            if n == avail and not self._roff and not flags:
+                out = bytes(self._rbuf)         # all of it: one copy
+            else:
+                out = bytes(self._rbuf[self._roff:self._roff + n])
             if not flags & MSG_PEEK:
                 self._roff += n
                 if self._roff == len(self._rbuf):
