@@ -34,6 +34,8 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from .frames import ETH_P_IP, IPPROTO_UDP, UDP_PAYLOAD_OFFSET, pattern_payload, udp_frame
@@ -234,10 +236,24 @@ def udp_client(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _udp_client_loop(s: socket.socket, run: ClientRun, payload: bytearray) -> None:
-    plen = len(payload)
     rbuf = bytearray(65536)
     rview = memoryview(rbuf)
-    send, recv_into = s.send, s.recv_into
+    recv_into = s.recv_into
+
+    def recv() -> memoryview | None:
+        try:
+            return rview[:recv_into(rbuf)]
+        except BlockingIOError:  # SO_RCVTIMEO: lost
+            return None
+
+    datagram_echo_loop(run, payload, partial(s.send, payload), recv)
+
+
+def datagram_echo_loop(run: ClientRun, payload: bytearray, send: Callable[[], Any],
+                       recv: Callable[[], Any]) -> None:
+    """The timed loop of every datagram echo series: number the payload, send() it, recv()
+    replies (None: lost) until its own echo, skipping late replies to earlier requests."""
+    plen = len(payload)
     pack_into, unpack_from = SEQ.pack_into, SEQ.unpack_from
     pc = time.perf_counter_ns
     append = run.recorder.append
@@ -247,16 +263,15 @@ def _udp_client_loop(s: socket.socket, run: ClientRun, payload: bytearray) -> No
         pack_into(payload, 0, i)
         ok = False
         t0 = pc()
-        send(payload)
+        send()
         while True:
-            try:
-                n = recv_into(rbuf)
-            except BlockingIOError:  # SO_RCVTIMEO: lost
+            data = recv()
+            if data is None:
                 break
-            if n == plen and rview[:n] == payload:
+            if len(data) == plen and data == payload:
                 ok = True
                 break
-            if n >= 8 and unpack_from(rbuf)[0] == i:
+            if len(data) >= 8 and unpack_from(data)[0] == i:
                 run.corrupt += 1
                 ok = True
                 break
@@ -481,40 +496,15 @@ def etran_udp_client(args: argparse.Namespace) -> dict[str, Any]:
 
 def _etran_udp_client_loop(sock: Any, run: ClientRun, payload: bytearray, peer: tuple[str, int],
                            rtt_timeout: float) -> None:
-    plen = len(payload)
-    sendto, recvfrom = sock.sendto, sock.recvfrom
-    pack_into, unpack_from = SEQ.pack_into, SEQ.unpack_from
-    pc = time.perf_counter_ns
-    append = run.recorder.append
-    tick = run.progress.tick
-    deadline_ns, warmup = run.deadline_ns, run.warmup
-    for i in range(run.total):
-        pack_into(payload, 0, i)
-        ok = False
-        t0 = pc()
-        sendto(payload, peer)
-        while True:
-            try:
-                data, _ = recvfrom(65536, rtt_timeout)
-            except TimeoutError:  # lost
-                break
-            if len(data) == plen and data == payload:
-                ok = True
-                break
-            if len(data) >= 8 and unpack_from(data)[0] == i:
-                run.corrupt += 1
-                ok = True
-                break
-            # a late reply to an earlier (lost) request: keep waiting for ours
-        t1 = pc()
-        if not ok:
-            run.lost += 1
-        elif i >= warmup:
-            append(t1 - t0)
-            tick(i - warmup + 1)
-        if t1 > deadline_ns:
-            run.truncated = i + 1 < run.total
-            return
+    recvfrom = sock.recvfrom
+
+    def recv() -> bytes | None:
+        try:
+            return recvfrom(65536, rtt_timeout)[0]
+        except TimeoutError:  # lost
+            return None
+
+    datagram_echo_loop(run, payload, partial(sock.sendto, payload, peer), recv)
 
 
 # ---- C (etran.bench.cecho) -------------------------------------------------------------
