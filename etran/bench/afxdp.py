@@ -273,12 +273,7 @@ def summary_lines(inv: Invocation) -> list[str]:
     """The comparisons this benchmark exists for, as sentences (only between series that ran)."""
     from .report import fmt_ratio, fmt_us
 
-    def get(name: str) -> Series | None:
-        try:
-            s = inv.get(name)
-        except KeyError:
-            return None
-        return s if s.ok else None
+    get = inv.measured
 
     def cmp(a: Series, b: Series) -> str:
         return ", ".join(f"{st} {fmt_ratio(ratio(a, b, st))}x" for st in ("p50", "p99", "p999"))

@@ -616,12 +616,7 @@ def _register() -> None:
 def summary_lines(inv: Invocation) -> list[str]:
     from .report import fmt_ratio, fmt_us
 
-    def get(name: str) -> Series | None:
-        try:
-            s = inv.get(name)
-        except KeyError:
-            return None
-        return s if s.ok else None
+    get = inv.measured
 
     lines = []
     tcp, floor = get("tcp-block-64"), get("afxdp-spin")

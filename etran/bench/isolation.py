@@ -207,12 +207,7 @@ class IsolationBenchmark(TimedBenchmark):
 def summary_lines(inv: Invocation) -> list[str]:
     from .report import fmt_ratio
 
-    def get(name: str) -> Series | None:
-        try:
-            s = inv.get(name)
-        except KeyError:
-            return None
-        return s if s.ok else None
+    get = inv.measured
 
     alone = get("alone")
     lines: list[str] = []

@@ -164,6 +164,13 @@ class Invocation:
                 return s
         raise KeyError(f"no series {name!r} in invocation {self.id} (has: {', '.join(s.name for s in self.series)})")
 
+    def measured(self, name: str) -> Series | None:
+        """The series if it ran and measured something (what a comparison may use), else None."""
+        for s in self.series:
+            if s.name == name:
+                return s if s.ok else None
+        return None
+
     def ratios(self, baseline: str | None = None, stats: Iterable[str] = RATIO_STATS) -> dict[str, dict[str, float]]:
         """{series name: {stat: series.stat / baseline.stat}} for every measured series."""
         base_name = baseline or self.baseline
