@@ -39,7 +39,7 @@ from functools import partial
 from typing import Any
 
 from .frames import ETH_P_IP, IPPROTO_UDP, UDP_PAYLOAD_OFFSET, pattern_payload, udp_frame
-from .worker import ClientRun, Counter, Switches, emit, run_worker_main, stopped
+from .worker import ClientRun, Counter, Switches, emit, run_worker_main, stopped, tcp_connect
 
 MODES = ("afxdp", "udp", "tcp", "tcp-spin", "etran-udp", "etran-udp-spin", "c-afxdp", "c-etran")
 SEQ = struct.Struct("!Q")
@@ -367,14 +367,9 @@ def _tcp_echo_spin(c: socket.socket, deadline: float, done: Counter) -> None:
 
 def tcp_client(args: argparse.Namespace) -> dict[str, Any]:
     spin = args.mode == "tcp-spin"
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = tcp_connect(args.ip, (args.peer_ip, args.peer_port))
     run = ClientRun(args.count, args.warmup, args.time_limit, args.rtt_timeout)
     try:
-        s.bind((args.ip, 0))
-        s.settimeout(10)
-        s.connect((args.peer_ip, args.peer_port))
-        s.settimeout(None)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if spin:
             s.setblocking(False)
         else:

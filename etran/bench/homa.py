@@ -319,17 +319,12 @@ def _tcp_serve(ls: socket.socket, spin: bool, done: Any) -> None:
 
 
 def tcp_client(args: argparse.Namespace) -> dict[str, Any]:
-    from .worker import ClientRun, emit, stopped
+    from .worker import ClientRun, emit, stopped, tcp_connect
 
     spin = args.mode == "tcp-spin"
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = tcp_connect(args.ip, (args.peer_ip, args.peer_port))
     run = ClientRun(args.count, args.warmup, args.time_limit, args.rtt_timeout)
     try:
-        s.bind((args.ip, 0))
-        s.settimeout(10)
-        s.connect((args.peer_ip, args.peer_port))
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.settimeout(None)
         s.setblocking(not spin)
         emit("READY")
         run.interrupted = stopped(_tcp_client_loop, s, run, _payload(args.size), spin)
@@ -581,24 +576,21 @@ def _register() -> None:
                                 keep_samples=ctx.keep_samples)
                 tcp_modes = [] if a.no_tcp else [("tcp-block", "tcp", "kernel TCP blocking, NODELAY")] + (
                     [] if a.no_spin or ctx.quick else [("tcp-spin", "tcp-spin", "kernel TCP spin, NODELAY")])
-                for prefix, mode, label in tcp_modes:
-                    for size in sizes:
-                        n = count_for(size, ctx.count)
-                        _run_pair(bed, inv, f"{prefix}-{_size_name(size)}", f"{label}, {size} B", mode,
-                                  client_args=["--size", str(size), "--count", str(n),
-                                               "--warmup", str(min(ctx.warmup, n))],
-                                  server_args=[], count=n, params={"size": size}, **common)
+
+                def by_size(modes: list[tuple[str, str, str]]) -> None:
+                    for prefix, mode, label in modes:
+                        for size in sizes:
+                            n = count_for(size, ctx.count)
+                            _run_pair(bed, inv, f"{prefix}-{_size_name(size)}", f"{label}, {size} B", mode,
+                                      client_args=["--size", str(size), "--count", str(n),
+                                                   "--warmup", str(min(ctx.warmup, n))],
+                                      server_args=[], count=n, params={"size": size}, **common)
+
+                by_size(tcp_modes)
                 start_daemons(bed)
                 inv.params["testbed"]["daemons"] = True
-                homa_modes = ([] if a.no_spin else [("homa-spin", "homa-spin", "Homa busy-poll")]) + [
-                    ("homa-block", "homa", "Homa blocking")]
-                for prefix, mode, label in homa_modes:
-                    for size in sizes:
-                        n = count_for(size, ctx.count)
-                        _run_pair(bed, inv, f"{prefix}-{_size_name(size)}", f"{label}, {size} B", mode,
-                                  client_args=["--size", str(size), "--count", str(n),
-                                               "--warmup", str(min(ctx.warmup, n))],
-                                  server_args=[], count=n, params={"size": size}, **common)
+                by_size(([] if a.no_spin else [("homa-spin", "homa-spin", "Homa busy-poll")]) + [
+                    ("homa-block", "homa", "Homa blocking")])
                 budget = 2_000_000 if ctx.quick else 60_000_000      # request bytes per workload
                 for w in workloads:
                     mean = Workload(w).mean()
