@@ -196,6 +196,17 @@ def run_load(endpoint: Endpoint, spec: LoadSpec, *, clock: Callable[[], int] = t
         if w_start <= t < w_end:
             res.completed += 1
 
+    def collect(done: Iterable[int]) -> None:
+        """Complete the requests these response tags answer; count late answers to lost ones."""
+        t = clock()
+        for tag in done:
+            rec = inflight.pop(tag, None)
+            if rec is None:
+                if tag in lost_tags:
+                    res.late += 1
+                continue
+            complete(t, rec)
+
     def sweep(now: int) -> list[int]:
         """Count requests older than the timeout as lost; returns their clients (closed loop)."""
         cutoff = now - timeout_ns
@@ -287,14 +298,7 @@ def run_load(endpoint: Endpoint, spec: LoadSpec, *, clock: Callable[[], int] = t
             wait = (next_arrival - clock()) / 1e9 if not backlog else 0.0  # behind: only look for responses
             done = poll(max(0.0, min(wait, 0.01, (w_end - now) / 1e9)))
             if done:
-                t = clock()
-                for t_ in done:
-                    rec = inflight.pop(t_, None)
-                    if rec is None:
-                        if t_ in lost_tags:
-                            res.late += 1
-                        continue
-                    complete(t, rec)
+                collect(done)
     # drain: no new requests; wait for the outstanding ones (bounded)
     while inflight and not res.interrupted:
         now = clock()
@@ -305,14 +309,7 @@ def run_load(endpoint: Endpoint, spec: LoadSpec, *, clock: Callable[[], int] = t
             break
         done = poll(min(0.01, (drain_end - now) / 1e9))
         if done:
-            t = clock()
-            for t_ in done:
-                rec = inflight.pop(t_, None)
-                if rec is None:
-                    if t_ in lost_tags:
-                        res.late += 1
-                    continue
-                complete(t, rec)
+            collect(done)
     for rec in inflight.values():  # never answered
         if rec[2]:
             res.lost += 1
