@@ -451,14 +451,21 @@ static long shift_cb(__u64 k, void *p)
 	return 0;
 }
 
+/* the table's entry i for a bpf_loop callback, or NULL past its end (the loop stops) */
+static __always_inline struct homa_sched_entry *sched_entry(struct sched_ctx *x, __u64 i)
+{
+	if (i >= x->n || i >= HOMA_SCHED_SLOTS)
+		return NULL;
+	return &x->t->e[i];
+}
+
 static long select_cb(__u64 i, void *p)
 {
 	struct sched_ctx *x = p;
-	struct homa_sched_entry *e;
+	struct homa_sched_entry *e = sched_entry(x, i);
 
-	if (i >= x->n || i >= HOMA_SCHED_SLOTS)
+	if (!e)
 		return 1;
-	e = &x->t->e[i];
 	if (e->granted > e->received)
 		x->total += e->granted - e->received;
 	e->rank = 0xff;
@@ -501,12 +508,11 @@ static long grant_cb(__u64 i, void *p)
 {
 	struct sched_ctx *x = p;
 	struct homa_config *c = x->c;
-	struct homa_sched_entry *e;
+	struct homa_sched_entry *e = sched_entry(x, i);
 	__u32 target, inc;
 
-	if (i >= x->n || i >= HOMA_SCHED_SLOTS)
+	if (!e)
 		return 1;
-	e = &x->t->e[i];
 	if (e->rank >= HOMA_MAX_OVERCOMMIT)
 		return 0;
 	target = e->received + c->rtt_bytes;
@@ -531,11 +537,10 @@ static long grant_cb(__u64 i, void *p)
 static long fifo_cb(__u64 i, void *p)
 {
 	struct sched_ctx *x = p;
-	struct homa_sched_entry *e;
+	struct homa_sched_entry *e = sched_entry(x, i);
 
-	if (i >= x->n || i >= HOMA_SCHED_SLOTS)
+	if (!e)
 		return 1;
-	e = &x->t->e[i];
 	if (e->rank < HOMA_MAX_OVERCOMMIT || e->granted >= e->length)
 		return 0;
 	if (e->birth < x->best_birth) {
