@@ -72,12 +72,19 @@ def _demux(engine: Engine) -> _Demux:
 
 
 class UdpSocket:
-    """A UDP socket carried by etran. Blocking by default; settimeout/setblocking as in `socket`."""
+    """A UDP socket carried by etran. Blocking by default; settimeout/setblocking as in `socket`.
 
-    def __init__(self, engine: Engine | None = None) -> None:
+    `queue`: the deque received datagrams are appended to, as (data, (host, port)). Sockets
+    given the same deque share it, so one check covers them all (what epoll does for kernel
+    sockets; a client with a thousand sockets, say); recvfrom on any of them then returns the
+    next datagram of any.
+    """
+
+    def __init__(self, engine: Engine | None = None, *,
+                 queue: deque[tuple[bytes, tuple[str, int]]] | None = None) -> None:
         self.engine = engine or default_engine()
         self._demux = _demux(self.engine)
-        self._inbox: deque[tuple[bytes, tuple[str, int]]] = deque()
+        self._inbox: deque[tuple[bytes, tuple[str, int]]] = deque() if queue is None else queue
         self.port = 0
         self.timeout: float | None = None
         self._closed = False
@@ -106,7 +113,19 @@ class UdpSocket:
         self.timeout = None if flag else 0.0
 
     def fileno(self) -> int:
+        """The engine's AF_XDP socket, for selectors: readable when frames wait in the ring
+        (shared by every etran socket of this process). After a wake-up, recvfrom on a
+        non-blocking socket until BlockingIOError: the frames may be another socket's."""
         return self.engine.xsk.fileno()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """A snapshot: `queued`, the datagrams waiting in this socket's receive queue; and the
+        frame counters of the process's engine (all its etran sockets): `rx_frames` received,
+        `tx_frames` sent, `blank_frames` sent blank for the kernel to fill (ACKs, GRANTs)."""
+        e = self.engine
+        return {"queued": len(self._inbox), "rx_frames": e.rx_frames, "tx_frames": e.tx_frames,
+                "blank_frames": e.blank_frames}
 
     def sendto(self, data: bytes | bytearray | memoryview, address: tuple[str, int]) -> int:
         n = len(data)

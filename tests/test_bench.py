@@ -272,6 +272,34 @@ def test_cli_list_and_show(tmp_path):
 
 # ---- frames ----------------------------------------------------------------------------
 
+def test_isolation_summary_compares_each_victim_with_itself_alone():
+    from etran.bench.isolation import VICTIMS, summary_lines
+
+    assert {"etran-udp", "homa", "etran-tcp"} <= set(VICTIMS)
+    inv = Invocation(benchmark="isolation", baseline="alone", params={"link_rate_gbit": 0.1, "flood_limit": "25mbit"})
+    base = [1000 + i for i in range(100)]
+    for pre, group, limited, _ in VICTIMS.values():
+        inv.new_series(f"{pre}alone", f"{group} alone", samples=base, params={"group": group})
+        for flood, factor in (("flood", 10), ("flood-limited", 2)) if limited else (("flood", 10),):
+            inv.new_series(f"{pre}{flood}", f"{group} {flood}", samples=[x * factor for x in base],
+                           params={"group": group}, info={"flood_gbit_s": 0.3, "hook_drops": 0})
+    lines = summary_lines(inv)
+    assert len(lines) == sum(2 if v.limited else 1 for v in VICTIMS.values())
+    tcp = [ln for ln in lines if ln.startswith("etran TCP victim")]
+    assert len(tcp) == 2 and "p50 10.0x" in tcp[0] and "limited to 25mbit, vs alone: p50 2.00x" in tcp[1]
+
+
+def test_benchmarks_use_the_sockets_public_api():
+    """No reaching into etran sockets' private state (sock._h, ._d, ._inbox ...): the benches
+    use `stats`, `fileno()`, `UdpSocket(queue=...)` and `etran.tcp.ready_connections`."""
+    import re
+
+    private = re.compile(r"\b(?:sock|socks\[\w*\]|s|self\.sock|c|conn)\._[a-z]\w*")
+    found = [f"{f.name}:{i}: {line.strip()}" for f in sorted((ROOT / "etran" / "bench").glob("*.py"))
+             for i, line in enumerate(f.read_text().splitlines(), 1) if private.search(line)]
+    assert found == []
+
+
 def test_udp_frame_and_echo_reply():
     payload = bytes(pattern_payload(64, seq=7))
     f = udp_frame("02:00:00:00:00:01", "02:00:00:00:00:02", "198.18.0.1", "198.18.0.2", 9001, 9000, payload)

@@ -395,8 +395,10 @@ def test_bench_all_quick_end_to_end(tmp_path, unique_name):
             "plots/scale-scale-clients.png"} <= figures, sorted(figures)
     assert any(f.startswith("plots/homa-cdf") for f in figures) and any(f.startswith("plots/tcp-cdf") for f in figures)
     iso = Invocation.load(out / "isolation.json")
-    assert [s.name for s in iso.series] == ["alone", "flood", "flood-limited", "homa-alone", "homa-flood"]
-    assert iso.get("flood-limited").info["hook_drops"] > 0  # the rate limit acted in the egress hook
+    assert [s.name for s in iso.series] == ["alone", "flood", "flood-limited", "homa-alone", "homa-flood",
+                                            "tcp-alone", "tcp-flood", "tcp-flood-limited"]
+    for limited in ("flood-limited", "tcp-flood-limited"):
+        assert iso.get(limited).info["hook_drops"] > 0  # the rate limit acted in the egress hook
     scale = Invocation.load(out / "scale.json")
     for group in ("etran UDP", "etran Homa"):
         sweep = [s for s in scale.series if s.params.get("group") == group]

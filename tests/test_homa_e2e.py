@@ -180,7 +180,7 @@ while done < n:
     got.add(i)
     done += 1
 print(json.dumps({'done': done, 'distinct': len(got), 'bad': bad, 'dup': dup, 'errors': errors, 'error': error,
-                  'seconds': round(time.monotonic() - t0, 2), 'lib': c._h.stats}))
+                  'seconds': round(time.monotonic() - t0, 2), 'lib': c.stats}))
 """
 
 

@@ -44,7 +44,7 @@ from typing import Any
 from .bed import daemons_running, own_testbed, parse_cpus, start_daemons
 from .registry import Benchmark, RunContext, register_benchmark
 from .results import BenchError, Invocation, Series, ratio
-from .worker import Worker
+from .worker import Worker, close_workers, run_counts
 
 
 @dataclass(frozen=True)
@@ -142,11 +142,8 @@ def run_echo_series(bed: Any, spec: EchoSeries, inv: Invocation, *, count: int, 
                            keep_samples=keep_samples)
         raise
     finally:
-        for w in (client, server):
-            if w is not None:
-                w.close()
-    samples = res.pop("samples", [])
-    info = {k: res.get(k) for k in ("measured", "lost", "corrupt", "truncated", "interrupted", "elapsed_s")}
+        close_workers(client, server)
+    samples, info = run_counts(res)
     info["client_cpu"], info["server_cpu"] = res.get("cpu"), server_res.get("cpu")
     info["loadavg_start"] = load_start
     for k in ("xsk_mode", "xsk_stats", "xdp", "path", "poll", "engine", "etran_app", "tx_busy", "rx_wakeups"):

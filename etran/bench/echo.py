@@ -39,7 +39,7 @@ from functools import partial
 from typing import Any
 
 from .frames import ETH_P_IP, IPPROTO_UDP, UDP_PAYLOAD_OFFSET, pattern_payload, udp_frame
-from .worker import ClientRun, Counter, Switches, emit, run_worker_main, stopped, tcp_connect
+from .worker import ClientRun, Counter, Switches, emit, run_worker_main, stopped, tcp_connect, tcp_serve_one
 
 MODES = ("afxdp", "udp", "tcp", "tcp-spin", "etran-udp", "etran-udp-spin", "c-afxdp", "c-etran")
 SEQ = struct.Struct("!Q")
@@ -148,9 +148,7 @@ def _afxdp_client_loop(xsk: Any, run: ClientRun, frame: bytearray) -> None:
     recv_batch, release, reserve, submit, complete = xsk.recv_batch, xsk.release, xsk.reserve, xsk.submit, xsk.complete
     pack_into, unpack_from = SEQ.pack_into, SEQ.unpack_from
     pc = time.perf_counter_ns
-    append = run.recorder.append
-    tick = run.progress.tick
-    timeout_ns, deadline_ns, warmup = run.timeout_ns, run.deadline_ns, run.warmup
+    record, timeout_ns = run.record, run.timeout_ns
     for i in range(run.total):
         pack_into(frame, off, i)
         expect = bytes(frame[off:])
@@ -179,14 +177,7 @@ def _afxdp_client_loop(xsk: Any, run: ClientRun, frame: bytearray) -> None:
                     break
             elif pc() - t0 > timeout_ns:
                 break
-        t1 = pc()
-        if not ok:
-            run.lost += 1
-        elif i >= warmup:
-            append(t1 - t0)
-            tick(i - warmup + 1)
-        if t1 > deadline_ns:
-            run.truncated = i + 1 < run.total
+        if record(i, t0, pc(), ok):
             return
 
 
@@ -256,9 +247,7 @@ def datagram_echo_loop(run: ClientRun, payload: bytearray, send: Callable[[], An
     plen = len(payload)
     pack_into, unpack_from = SEQ.pack_into, SEQ.unpack_from
     pc = time.perf_counter_ns
-    append = run.recorder.append
-    tick = run.progress.tick
-    deadline_ns, warmup = run.deadline_ns, run.warmup
+    record = run.record
     for i in range(run.total):
         pack_into(payload, 0, i)
         ok = False
@@ -276,52 +265,28 @@ def datagram_echo_loop(run: ClientRun, payload: bytearray, send: Callable[[], An
                 ok = True
                 break
             # a late reply to an earlier (lost) request: keep waiting for ours
-        t1 = pc()
-        if not ok:
-            run.lost += 1
-        elif i >= warmup:
-            append(t1 - t0)
-            tick(i - warmup + 1)
-        if t1 > deadline_ns:
-            run.truncated = i + 1 < run.total
+        if record(i, t0, pc(), ok):
             return
 
 
 # ---- kernel TCP --------------------------------------------------------------------------
 
 def tcp_server(args: argparse.Namespace) -> dict[str, Any]:
-    spin = args.mode == "tcp-spin"
-    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     done = Counter()
-    try:
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind((args.ip, args.port))
-        ls.listen(1)
-        ls.settimeout(args.time_limit)
-        emit("READY")
-        sw = Switches()
-        stopped(_tcp_serve, ls, spin, time.monotonic() + args.time_limit, done)
-        return {"echoed_bytes": done.n, **sw.since()}
-    finally:
-        ls.close()
+    sw = tcp_serve_one(args.ip, args.port, args.time_limit,
+                       partial(_tcp_serve, spin=args.mode == "tcp-spin",
+                               deadline=time.monotonic() + args.time_limit, done=done))
+    return {"echoed_bytes": done.n, **sw}
 
 
-def _tcp_serve(ls: socket.socket, spin: bool, deadline: float, done: Counter) -> None:
-    try:
-        c, _ = ls.accept()
-    except TimeoutError:
-        return
-    try:
-        c.settimeout(None)
-        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if spin:
-            c.setblocking(False)
-            _tcp_echo_spin(c, deadline, done)
-        else:
-            c.setsockopt(socket.SOL_SOCKET, SO_RCVTIMEO, _timeval(1.0))  # wake up to check the deadline
-            _tcp_echo_blocking(c, deadline, done)
-    finally:
-        c.close()
+def _tcp_serve(c: socket.socket, spin: bool, deadline: float, done: Counter) -> None:
+    c.settimeout(None)
+    if spin:
+        c.setblocking(False)
+        _tcp_echo_spin(c, deadline, done)
+    else:
+        c.setsockopt(socket.SOL_SOCKET, SO_RCVTIMEO, _timeval(1.0))  # wake up to check the deadline
+        _tcp_echo_blocking(c, deadline, done)
 
 
 def _tcp_echo_blocking(c: socket.socket, deadline: float, done: Counter) -> None:
@@ -388,9 +353,7 @@ def _tcp_client_loop(s: socket.socket, run: ClientRun, payload: bytearray, spin:
     send, recv_into = s.send, s.recv_into
     pack_into = SEQ.pack_into
     pc = time.perf_counter_ns
-    append = run.recorder.append
-    tick = run.progress.tick
-    timeout_ns, deadline_ns, warmup = run.timeout_ns, run.deadline_ns, run.warmup
+    record, timeout_ns = run.record, run.timeout_ns
     for i in range(run.total):
         pack_into(payload, 0, i)
         t0 = pc()
@@ -410,11 +373,7 @@ def _tcp_client_loop(s: socket.socket, run: ClientRun, payload: bytearray, spin:
         t1 = pc()
         if rbuf != payload:
             run.corrupt += 1
-        if i >= warmup:
-            append(t1 - t0)
-            tick(i - warmup + 1)
-        if t1 > deadline_ns:
-            run.truncated = i + 1 < run.total
+        if record(i, t0, t1):
             return
 
 

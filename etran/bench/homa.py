@@ -135,7 +135,7 @@ def homa_server(args: argparse.Namespace) -> dict[str, Any]:
         emit("READY")
         sw = Switches()
         stopped(_homa_serve, sock, args.reply, time.monotonic() + args.time_limit, done)
-        return {"served": done.n, "lib": sock._h.stats, **sw.since()}
+        return {"served": done.n, "lib": sock.stats, **sw.since()}
     finally:
         sock.close()
 
@@ -169,7 +169,7 @@ def homa_client(args: argparse.Namespace) -> dict[str, Any]:
         run = ClientRun(args.count, args.warmup, args.time_limit, args.rtt_timeout)
         emit("READY")
         run.interrupted = stopped(_homa_client_loop, sock, run, _payload(args.size), addr, args.rtt_timeout)
-        return run.result(lib=sock._h.stats)
+        return run.result(lib=sock.stats)
     finally:
         sock.close()
 
@@ -179,8 +179,7 @@ def _homa_client_loop(sock: Any, run: Any, payload: bytearray, addr: tuple[str, 
 
     call = sock.call
     pc = time.perf_counter_ns
-    append, tick = run.recorder.append, run.progress.tick
-    warmup, deadline_ns = run.warmup, run.deadline_ns
+    record = run.record
     seq = len(payload) >= 8
     for i in range(run.total):
         if seq:
@@ -190,16 +189,13 @@ def _homa_client_loop(sock: Any, run: Any, payload: bytearray, addr: tuple[str, 
         try:
             r = call(addr, data, timeout=rtt_timeout)
         except HomaTimeoutError:
-            run.lost += 1
+            if record(i, t0, pc(), False):
+                return
             continue
         t1 = pc()
         if r != data:
             run.corrupt += 1
-        if i >= warmup:
-            append(t1 - t0)
-            tick(i - warmup + 1)
-        if t1 > deadline_ns:
-            run.truncated = i + 1 < run.total
+        if record(i, t0, t1):
             return
 
 
@@ -224,7 +220,7 @@ def _workload(sock: Any, addr: tuple[str, int], args: argparse.Namespace) -> dic
     run = ClientRun(args.count, args.warmup, args.time_limit, args.rtt_timeout)
     sizes: list[int] = []
     run.interrupted = stopped(_workload_loop, sock, addr, run, wl, body, args.concurrency, sizes)
-    return run.result(sizes=sizes, base=base, lib=sock._h.stats, concurrency=args.concurrency)
+    return run.result(sizes=sizes, base=base, lib=sock.stats, concurrency=args.concurrency)
 
 
 def _workload_loop(sock: Any, addr: tuple[str, int], run: Any, wl: Workload, body: bytes, concurrency: int,
@@ -252,21 +248,12 @@ def _workload_loop(sock: Any, addr: tuple[str, int], run: Any, wl: Workload, bod
 
 
 def tcp_server(args: argparse.Namespace) -> dict[str, Any]:
-    from .worker import Counter, Switches, emit, stopped
+    from .worker import Counter, tcp_serve_one
 
-    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     done = Counter()
-    try:
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind((args.ip, args.port))
-        ls.listen(1)
-        ls.settimeout(args.time_limit)
-        emit("READY")
-        sw = Switches()
-        stopped(_tcp_serve, ls, args.mode == "tcp-spin", done)
-        return {"served": done.n, **sw.since()}
-    finally:
-        ls.close()
+    sw = tcp_serve_one(args.ip, args.port, args.time_limit,
+                       lambda c: _tcp_serve(c, args.mode == "tcp-spin", done))
+    return {"served": done.n, **sw}
 
 
 def _recv_exactly(c: socket.socket, view: memoryview, n: int, spin: bool) -> bool:
@@ -296,26 +283,18 @@ def _send_all(c: socket.socket, data: memoryview, spin: bool) -> None:
             pass
 
 
-def _tcp_serve(ls: socket.socket, spin: bool, done: Any) -> None:
-    try:
-        c, _ = ls.accept()
-    except TimeoutError:
-        return
+def _tcp_serve(c: socket.socket, spin: bool, done: Any) -> None:
     buf = bytearray(LEN.size + MAX_MESSAGE)
     view = memoryview(buf)
-    try:
-        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        c.setblocking(not spin)
-        while True:
-            if not _recv_exactly(c, view, LEN.size, spin):
-                return
-            n = LEN.unpack_from(buf)[0]
-            if n > MAX_MESSAGE or not _recv_exactly(c, view[LEN.size:], n, spin):
-                return
-            _send_all(c, view[:LEN.size + n], spin)
-            done.n += 1
-    finally:
-        c.close()
+    c.setblocking(not spin)
+    while True:
+        if not _recv_exactly(c, view, LEN.size, spin):
+            return
+        n = LEN.unpack_from(buf)[0]
+        if n > MAX_MESSAGE or not _recv_exactly(c, view[LEN.size:], n, spin):
+            return
+        _send_all(c, view[:LEN.size + n], spin)
+        done.n += 1
 
 
 def tcp_client(args: argparse.Namespace) -> dict[str, Any]:
@@ -340,7 +319,6 @@ def _tcp_client_loop(s: socket.socket, run: Any, payload: bytearray, spin: bool)
     rbuf = bytearray(LEN.size + n)
     rview = memoryview(rbuf)
     pc = time.perf_counter_ns
-    append, tick = run.recorder.append, run.progress.tick
     seq = n >= 8
     for i in range(run.total):
         if seq:
@@ -352,11 +330,7 @@ def _tcp_client_loop(s: socket.socket, run: Any, payload: bytearray, spin: bool)
         t1 = pc()
         if rbuf != msg:
             run.corrupt += 1
-        if i >= run.warmup:
-            append(t1 - t0)
-            tick(i - run.warmup + 1)
-        if t1 > run.deadline_ns:
-            run.truncated = i + 1 < run.total
+        if run.record(i, t0, t1):
             return
 
 
@@ -444,7 +418,7 @@ def _run_pair(bed: Any, inv: Invocation, name: str, label: str, mode: str, *, cl
               server_args: list[str], cpus: tuple[int, int] | None, time_limit: float, count: int,
               params: dict[str, Any], progress: Any = None, keep_samples: bool = False) -> Series:
     """A server on h2 and a client on h1 (this module), one series from the client's RESULT."""
-    from .worker import Worker
+    from .worker import Worker, close_workers, run_counts
 
     h1, h2 = bed.hosts[:2]
     client_cpu, server_cpu = cpus if cpus is not None else (None, None)
@@ -470,11 +444,8 @@ def _run_pair(bed: Any, inv: Invocation, name: str, label: str, mode: str, *, cl
     except BenchError as e:
         return inv.failed_series(name, label, e, params)
     finally:
-        for w in (client, server):
-            if w is not None:
-                w.close()
-    samples = res.pop("samples", [])
-    info = {k: res.get(k) for k in ("measured", "lost", "corrupt", "truncated", "interrupted", "elapsed_s")}
+        close_workers(client, server)
+    samples, info = run_counts(res)
     info["preempted"] = (res.get("involuntary_switches") or 0) + (server_res.get("involuntary_switches") or 0)
     info["served"] = server_res.get("served")
     for side, r in (("client", res), ("server", server_res)):

@@ -15,9 +15,14 @@ victim's requests share the switch port towards h2.  Series (ratios are to `alon
                  --flood-limit`, default 25mbit): the kernel drops what is over the rate
                  before it reaches the wire
 
-With `--victims etran-udp,homa` (the default) the same is measured for a Homa RPC victim
-(loadworker's `homa` endpoint: the client's requests are RPCs to a Homa server on h2):
-`homa-alone` and `homa-flood` (ratios to `homa-alone` under the table).
+With `--victims etran-udp,homa,etran-tcp` (the default) the same is measured for a Homa RPC
+victim (loadworker's `homa` endpoint: the client's requests are RPCs to a Homa server on h2):
+`homa-alone` and `homa-flood`; and for an etran TCP victim (loadworker's `etran-tcp`
+endpoint: one connection to an etran TCP server on h2, requests and responses length-prefixed
+on the stream): `tcp-alone`, `tcp-flood` and `tcp-flood-limited`.  Under the table each
+flooded series is compared with its own victim's `alone`.  TCP retransmits what the flood
+drops, so its requests come late rather than not at all: it counts one lost only after 3 s
+(the others after 0.5 s).
 
 Each flood lasts only while the victim measures (about the warm-up plus `--duration`
 seconds, at most `--duration` + 30 s).  The victim's client and server share CPU 0 (both
@@ -36,7 +41,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import ipc
 from .bed import own_testbed, parse_cpus
@@ -51,7 +56,19 @@ FLOOD_PORT = 9700          # nobody listens there on h2: the kernel drops what t
 FLOOD_DELAY = 0.3
 QUEUE_INTERVAL = 0.02      # seconds between samples of the queue towards h2
 BASELINE = "alone"
-VICTIMS = {"etran-udp": ("", "etran UDP"), "homa": ("homa-", "etran Homa")}  # endpoint: (series prefix, group)
+
+
+class Victim(NamedTuple):
+    prefix: str            # of its series' names
+    group: str
+    limited: bool          # also flooded with the flooder rate-limited
+    timeout: float = 0.5   # seconds after which a request counts as lost (and the drain at the end)
+
+
+# TCP does not lose a request: under the flood it retransmits (RTO 0.2 s and up, doubling), so
+# its requests are answered late, not lost; the longer timeout measures that lateness
+VICTIMS = {"etran-udp": Victim("", "etran UDP", True), "homa": Victim("homa-", "etran Homa", False),
+           "etran-tcp": Victim("tcp-", "etran TCP", True, timeout=3.0)}
 
 
 @register_benchmark
@@ -81,8 +98,8 @@ class IsolationBenchmark(TimedBenchmark):
                             help="CPUs of the victim (client and server) and of the flooder (default: the first two; "
                                  "'none': no pinning)")
         parser.add_argument("--victims", default=",".join(VICTIMS), metavar="EP,EP",
-                            help="victim transports, comma-separated (default %(default)s: etran UDP alone, "
-                                 "flooded and flooded with the limit; Homa RPCs alone and flooded)")
+                            help="victim transports, comma-separated (default %(default)s: etran UDP and "
+                                 "etran TCP alone, flooded and flooded with the limit; Homa RPCs alone and flooded)")
         parser.add_argument("--name", metavar="BED", help="test bed name (default: bench-<random>)")
 
     @staticmethod
@@ -118,26 +135,27 @@ class IsolationBenchmark(TimedBenchmark):
             inv.params["testbed"]["name"] = bed.name
             h1, h2 = bed.hosts[:2]
             for victim_ep in self._victims(a):
-                pre, group = VICTIMS[victim_ep]
-                with LoadServer(h2, endpoint=victim_ep, port=VICTIM_PORT + (1 if pre else 0), cpu=victim_cpu,
-                                poll=a.poll, time_limit=3600, app_name=f"iso-victim-server{'-' + pre if pre else ''}"
-                                ) as server:
+                pre, group, limited, timeout = VICTIMS[victim_ep]
+                port = VICTIM_PORT + list(VICTIMS).index(victim_ep)
+                with LoadServer(h2, endpoint=victim_ep, port=port, cpu=victim_cpu, poll=a.poll, time_limit=3600,
+                                app_name="iso-victim-server" + (f"-{pre.rstrip('-')}" if pre else "")) as server:
                     victim = [ClientSpec(h1, ["--mode", "open", "--rate", str(a.victim_rate), "--size",
                                               str(a.victim_size), "--app-name", "iso-victim"], victim_cpu)]
                     base = {"group": group, "mode": "open", "offered_rps": a.victim_rate, "size": a.victim_size,
                             "link_rate_gbit": a.link_rate, "victim": victim_ep}
                     common = dict(server=server, clients=victim, duration=duration, warmup=warmup,
-                                  progress=ctx.progress, keep_samples=ctx.keep_samples, poll=a.poll, bed=bed)
+                                  progress=ctx.progress, keep_samples=ctx.keep_samples, poll=a.poll, bed=bed,
+                                  timeout=timeout, drain=timeout)
                     with QueueSampler(bed, "h2", interval=QUEUE_INTERVAL) as q:
                         s = run_point(inv, f"{pre}alone", f"{group} victim alone", params={**base, "flood": None},
                                       **common)
                     s.info["queue_timeline"] = q.timeline()
                     floods = [("flood", f"{group} victim, neighbour flooding", None)]
-                    if not pre:  # the rate limit once (it acts on the flooder, whatever the victim)
+                    if limited:
                         floods.append(("flood-limited", f"{group} victim, neighbour flooding, limited to "
                                                         f"{a.flood_limit}", a.flood_limit))
                     for name, label, limit in floods:
-                        self._flooded(inv, bed, f"{pre}{name}", label, limit, a, flood_cpu, duration + 30,
+                        self._flooded(inv, bed, f"{pre}{name}", label, limit, a, flood_cpu, duration + timeout + 30,
                                       params={**base, "flood": {"size": a.flood_size, "limit": limit}},
                                       common=common)
         from .scale import others_note
@@ -205,24 +223,25 @@ class IsolationBenchmark(TimedBenchmark):
 
 
 def summary_lines(inv: Invocation) -> list[str]:
-    from .report import fmt_ratio
-
     get = inv.measured
-
-    alone = get("alone")
     lines: list[str] = []
     rate = inv.params.get("link_rate_gbit")
-    homa_alone = get("homa-alone")
-    for name in ("flood", "flood-limited", "homa-flood"):
-        s = get(name)
-        ref = homa_alone if name.startswith("homa") else alone
-        if s is None or ref is None:
-            continue
-        what = "flooding" if name != "flood-limited" else f"flooding, limited to {inv.params.get('flood_limit')}"
-        lines.append(f"{s.params.get('group')} victim while a neighbour is {what}, vs alone: p50 "
-                     f"{fmt_ratio(ratio(s, ref, 'p50'))}x, "
-                     f"p99 {fmt_ratio(ratio(s, ref, 'p99'))}x, p999 {fmt_ratio(ratio(s, ref, 'p999'))}x "
-                     f"(the flooder sent {s.info.get('flood_gbit_s')} Gbit/s towards a {rate} Gbit/s link, "
-                     f"{s.info.get('port_gbit_s')} Gbit/s reached the switch port, which dropped "
-                     f"{s.info.get('switch_drops')} packets; its egress hook dropped {s.info.get('hook_drops')})")
+    for pre in (v.prefix for v in VICTIMS.values()):
+        for flood in ("flood", "flood-limited"):
+            lines += _flood_line(inv, get(f"{pre}{flood}"), get(f"{pre}alone"), flood, rate)
     return lines
+
+
+def _flood_line(inv: Invocation, s: Series | None, ref: Series | None, flood: str, rate: Any) -> list[str]:
+    """The line under the table for one flooded series, against its own victim alone."""
+    from .report import fmt_ratio
+
+    if s is None or ref is None:
+        return []
+    what = "flooding" if flood == "flood" else f"flooding, limited to {inv.params.get('flood_limit')}"
+    return [(f"{s.params.get('group')} victim while a neighbour is {what}, vs alone: p50 "
+             f"{fmt_ratio(ratio(s, ref, 'p50'))}x, "
+             f"p99 {fmt_ratio(ratio(s, ref, 'p99'))}x, p999 {fmt_ratio(ratio(s, ref, 'p999'))}x "
+             f"(the flooder sent {s.info.get('flood_gbit_s')} Gbit/s towards a {rate} Gbit/s link, "
+             f"{s.info.get('port_gbit_s')} Gbit/s reached the switch port, which dropped "
+             f"{s.info.get('switch_drops')} packets; its egress hook dropped {s.info.get('hook_drops')})")]

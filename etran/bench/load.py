@@ -196,8 +196,10 @@ def run_load(endpoint: Endpoint, spec: LoadSpec, *, clock: Callable[[], int] = t
         if w_start <= t < w_end:
             res.completed += 1
 
-    def collect(done: Iterable[int]) -> None:
-        """Complete the requests these response tags answer; count late answers to lost ones."""
+    def collect(done: Iterable[int], reissue: bool = False) -> None:
+        """Complete the requests these response tags answer; count late answers to lost ones.
+        `reissue` (closed loop): each answered client sends its next request at once (so each
+        answer is timed on its own, after the sends before it)."""
         t = clock()
         for tag in done:
             rec = inflight.pop(tag, None)
@@ -205,7 +207,23 @@ def run_load(endpoint: Endpoint, spec: LoadSpec, *, clock: Callable[[], int] = t
                 if tag in lost_tags:
                     res.late += 1
                 continue
+            if reissue:
+                t = clock()
             complete(t, rec)
+            if reissue and t < w_end:
+                c = rec[3]
+                issue(t, c, c % conns)
+
+    def stopping(now: int) -> bool:
+        """A turn of the send loop: report progress now and then; True once stop() says so."""
+        nonlocal next_progress
+        if stop is not None and stop():
+            res.interrupted = True
+            return True
+        if now >= next_progress and on_progress is not None:
+            on_progress(min(1.0, (now - t_begin) / total_ns))
+            next_progress = now + 50_000_000
+        return False
 
     def sweep(now: int) -> list[int]:
         """Count requests older than the timeout as lost; returns their clients (closed loop)."""
@@ -231,30 +249,15 @@ def run_load(endpoint: Endpoint, spec: LoadSpec, *, clock: Callable[[], int] = t
             issue(now, c, c % conns)
         while True:
             now = clock()
-            if stop is not None and stop():
-                res.interrupted = True
+            if stopping(now):
                 break
-            if now >= next_progress and on_progress is not None:
-                on_progress(min(1.0, (now - t_begin) / total_ns))
-                next_progress = now + 50_000_000
             if now >= w_end:
                 break
             if now >= next_sweep:
                 next_sweep = now + min(timeout_ns, 10_000_000)
                 for c in sweep(now):
                     issue(clock(), c, c % conns)
-            done = poll(min(0.01, (w_end - now) / 1e9))
-            for t_ in done:
-                rec = inflight.pop(t_, None)
-                if rec is None:
-                    if t_ in lost_tags:
-                        res.late += 1
-                    continue
-                t = clock()
-                complete(t, rec)
-                c = rec[3]
-                if t < w_end:
-                    issue(t, c, c % conns)
+            collect(poll(min(0.01, (w_end - now) / 1e9)), reissue=True)
     else:
         rate = float(spec.rate or 0)
         res.offered_rps = rate
@@ -266,12 +269,8 @@ def run_load(endpoint: Endpoint, spec: LoadSpec, *, clock: Callable[[], int] = t
         rr = 0
         while True:
             now = clock()
-            if stop is not None and stop():
-                res.interrupted = True
+            if stopping(now):
                 break
-            if now >= next_progress and on_progress is not None:
-                on_progress(min(1.0, (now - t_begin) / total_ns))
-                next_progress = now + 50_000_000
             if now >= w_end and not backlog:
                 break
             while next_arrival <= now and next_arrival < w_end:

@@ -116,6 +116,13 @@ def _etran_poll_env(args: argparse.Namespace) -> None:
         os.environ.setdefault("ETRAN_APP_NAME", f"load-{args.role}[{os.getpid()}]")
 
 
+def _udp_info(sock: Any) -> dict[str, Any]:
+    """How an etran UDP socket's process waited, and its engine's frame counters."""
+    st = sock.stats
+    return {"poll": "busy" if sock.engine.busy_poll else "block",
+            "engine": {k: st[k] for k in ("rx_frames", "tx_frames", "blank_frames")}}
+
+
 class EtranUdpClient:
     """`conns` etran UDP sockets of one application (one engine); their datagrams land in
     one shared inbox, so a poll costs the same with 1 or 1,000 sockets."""
@@ -125,18 +132,17 @@ class EtranUdpClient:
 
         self.peer = peer
         self.socks: list[Any] = []
-        self.inbox: deque = deque()
+        self.inbox: deque = deque()  # every socket's receive queue: (data, addr) of any of them
         try:
             for _ in range(conns):
-                s = UdpSocket()
+                s = UdpSocket(queue=self.inbox)
                 s.bind(0)
-                s._inbox = self.inbox  # the demultiplexer appends (data, addr) here for every socket
                 self.socks.append(s)
         except BaseException:
             self.close()
             raise
         self.engine = self.socks[0].engine
-        self._fds = (self.engine.xsk.fileno(),)
+        self._fds = (self.socks[0].fileno(),)
         self.buf = bytearray(MAX_UDP_PAYLOAD)
         self.view = memoryview(self.buf)
 
@@ -166,9 +172,7 @@ class EtranUdpClient:
         return out
 
     def info(self) -> dict[str, Any]:
-        e = self.engine
-        return {"poll": "busy" if e.busy_poll else "block", "sockets": len(self.socks),
-                "engine": {"rx_frames": e.rx_frames, "tx_frames": e.tx_frames, "blank_frames": e.blank_frames}}
+        return {**_udp_info(self.socks[0]), "sockets": len(self.socks)}
 
     def close(self) -> None:
         if not self.socks:
@@ -245,9 +249,7 @@ class EtranUdp(EndpointKind):
     def info(self) -> dict[str, Any]:
         if self.sock is None:
             return {}
-        e = self.sock.engine
-        return {"poll": "busy" if e.busy_poll else "block", "port": self.sock.port,
-                "engine": {"rx_frames": e.rx_frames, "tx_frames": e.tx_frames, "blank_frames": e.blank_frames}}
+        return {**_udp_info(self.sock), "port": self.sock.port}
 
     def close(self) -> None:
         if self.sock is not None:
@@ -393,7 +395,7 @@ class HomaClient:
 
     def info(self) -> dict[str, Any]:
         return {"poll": os.environ.get("ETRAN_POLL", "block"), "sockets": 1, "outstanding_at_end": len(self.tags),
-                "lib": self.sock._h.stats}
+                "lib": self.sock.stats}
 
     def close(self) -> None:
         if self.sock is not None:
@@ -434,7 +436,7 @@ class EtranHoma(EndpointKind):
             done.n += 1
 
     def info(self) -> dict[str, Any]:
-        return {"lib": self.sock._h.stats} if self.sock is not None else {}
+        return {"lib": self.sock.stats} if self.sock is not None else {}
 
     def close(self) -> None:
         if self.sock is not None:
@@ -481,7 +483,7 @@ class EtranTcpClient:
             self.close()
             raise
         self.engine = self.socks[0].engine
-        self.demux = self.socks[0]._d  # the engine's TCP demultiplexer: which connections heard something
+        self.ready = etran.tcp.ready_connections  # which connections heard something in a batch
         self.index = {s: i for i, s in enumerate(self.socks)}
         self.bufs = [bytearray() for _ in self.socks]
         self.out = bytearray(4 + MAX_UDP_PAYLOAD)
@@ -507,13 +509,9 @@ class EtranTcpClient:
         s.setblocking(False)
 
     def poll(self, timeout: float) -> list[int]:
-        d = self.demux
-        with self.engine.lock:
-            d.poll(timeout)
-            heard, d.heard = d.heard, set()
         out = []
         unpack = REQ.unpack_from
-        for s in heard:
+        for s in self.ready(timeout, self.engine):
             i = self.index.get(s)
             if i is None:
                 continue
@@ -529,8 +527,12 @@ class EtranTcpClient:
         return out
 
     def info(self) -> dict[str, Any]:
+        lib: dict[str, int] = {}
+        for s in self.socks:  # the connections' library counters, added up
+            for k, v in s.stats.items():
+                lib[k] = lib.get(k, 0) + v
         return {"poll": "busy" if self.engine.busy_poll else "block", "sockets": len(self.socks),
-                "connect_retries": self.retried}
+                "connect_retries": self.retried, "lib": lib}
 
     def close(self) -> None:
         for s in self.socks:

@@ -71,19 +71,23 @@ def echo_server(a: argparse.Namespace) -> dict[str, Any]:
     return {"served_bytes": served["bytes"]}
 
 
-def echo_client(a: argparse.Namespace) -> dict[str, Any]:
-    net = _net(a.mode)
-    s = net.create_connection((a.peer_ip, a.port), timeout=10)
+def _connect(a: argparse.Namespace) -> Any:
+    """The client's connection to the server (etran or kernel TCP by --mode), blocking, no Nagle."""
+    s = _net(a.mode).create_connection((a.peer_ip, a.port), timeout=10)
     s.settimeout(None)
     if a.mode == "kernel":
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def echo_client(a: argparse.Namespace) -> dict[str, Any]:
+    s = _connect(a)
     run = ClientRun(a.count, a.warmup, a.time_limit)
     payload = bytes((i * 7) & 0xFF for i in range(a.payload))
     emit("READY")
 
     def loop() -> None:
         pc = time.perf_counter_ns
-        append, tick = run.recorder.append, run.progress.tick
         plen = len(payload)
         for i in range(run.total):
             t0 = pc()
@@ -94,12 +98,7 @@ def echo_client(a: argparse.Namespace) -> dict[str, Any]:
                 if not d:
                     raise RuntimeError("the server closed the connection")
                 got += len(d)
-            t1 = pc()
-            if i >= run.warmup:
-                append(t1 - t0)
-                tick(i - run.warmup + 1)
-            if t1 > run.deadline_ns:
-                run.truncated = i + 1 < run.total
+            if run.record(i, t0, pc()):
                 return
 
     run.interrupted = stopped(loop)
@@ -151,11 +150,7 @@ def kv_server(a: argparse.Namespace) -> dict[str, Any]:
 def kv_client(a: argparse.Namespace) -> dict[str, Any]:
     from ..tcp.kv import resp_command
 
-    net = _net(a.mode)
-    s = net.create_connection((a.peer_ip, a.port), timeout=10)
-    s.settimeout(None)
-    if a.mode == "kernel":
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s = _connect(a)
     depth = max(1, a.depth)
     value = b"v" * a.payload
     batches = []

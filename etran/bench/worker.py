@@ -125,9 +125,9 @@ class Counter:
 class ClientRun:
     """Bookkeeping of a measuring client: a LatencyRecorder, lost/corrupt counters, the
     warm-up, the time limit (`deadline_ns`, perf_counter_ns), progress, context switches.
-    A loop does `warmup + count` operations (`total`), records those after the warm-up
-    with `recorder.append(ns)` and `progress.tick(n)`, and sets `truncated` when it
-    stops at the deadline.  `result()` is the RESULT payload (samples included)."""
+    A loop does `warmup + count` operations (`total`) and hands each to `record()`, which
+    keeps those after the warm-up, counts the lost ones and says when the deadline has
+    passed (then `truncated` is set).  `result()` is the RESULT payload (samples included)."""
 
     def __init__(self, count: int, warmup: int, time_limit: float, op_timeout: float = 1.0) -> None:
         self.warmup = warmup
@@ -144,11 +144,39 @@ class ClientRun:
         self.deadline_ns = self.started + int(time_limit * 1e9)
         self.switches = Switches()
 
+    def record(self, i: int, t0: int, t1: int, ok: bool = True) -> bool:
+        """Operation `i` ran from t0 to t1 (ns): count it lost (not `ok`) or, past the warm-up,
+        record it. True when the time limit has passed (`truncated` set): the loop stops."""
+        if not ok:
+            self.lost += 1
+        elif i >= self.warmup:
+            self.recorder.append(t1 - t0)
+            self.progress.tick(i - self.warmup + 1)
+        if t1 > self.deadline_ns:
+            self.truncated = i + 1 < self.total
+            return True
+        return False
+
     def result(self, **extra: Any) -> dict[str, Any]:
         return {"samples": self.recorder.tolist(), "measured": len(self.recorder), "lost": self.lost,
                 "corrupt": self.corrupt, "truncated": self.truncated, "interrupted": self.interrupted,
                 "elapsed_s": round((time.perf_counter_ns() - self.started) / 1e9, 3), **self.switches.since(),
                 **extra}
+
+
+RUN_INFO = ("measured", "lost", "corrupt", "truncated", "interrupted", "elapsed_s")  # ClientRun.result's counts
+
+
+def close_workers(*workers: Any) -> None:
+    """Close the workers that were started (None: never started)."""
+    for w in workers:
+        if w is not None:
+            w.close()
+
+
+def run_counts(res: dict[str, Any]) -> tuple[list[int], dict[str, Any]]:
+    """A measuring client's RESULT split: its samples (removed from it), its ClientRun counts."""
+    return res.pop("samples", []), {k: res.get(k) for k in RUN_INFO}
 
 
 def stopped(loop: Callable[..., Any], *args: Any) -> bool:
@@ -339,3 +367,33 @@ def tcp_connect(ip: str, peer: tuple[str, int]) -> socket.socket:
         s.close()
         raise
     return s
+
+
+def tcp_serve_one(ip: str, port: int, time_limit: float, serve: Callable[[socket.socket], Any]) -> dict[str, Any]:
+    """A kernel TCP server for a benchmark: listen on ip:port, READY, then `serve(conn)` the one
+    client that connects within `time_limit` s (TCP_NODELAY; through stopped(), so SIGTERM ends
+    it). Returns the context switches meanwhile."""
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((ip, port))
+        ls.listen(1)
+        ls.settimeout(time_limit)
+        emit("READY")
+        sw = Switches()
+        stopped(_serve_one, ls, serve)
+        return sw.since()
+    finally:
+        ls.close()
+
+
+def _serve_one(ls: socket.socket, serve: Callable[[socket.socket], Any]) -> None:
+    try:
+        c, _ = ls.accept()
+    except TimeoutError:
+        return
+    try:
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        serve(c)
+    finally:
+        c.close()

@@ -46,6 +46,15 @@ class HomaSocket:
     def config(self) -> dict[str, Any]:
         return self._s.config
 
+    @property
+    def stats(self) -> dict[str, int]:
+        """A snapshot of this process's Homa library counters (etran.homa.HomaSocket.stats)."""
+        return self._s.stats
+
+    def fileno(self) -> int:
+        """The engine's AF_XDP socket (the event loop already watches it)."""
+        return self._s.fileno()
+
     async def _wait(self, done: Callable[[], bool], timeout: float | None) -> bool:
         eng, step = self.engine, self._h.wait_step
         eng.attach_loop()

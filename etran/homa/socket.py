@@ -651,7 +651,23 @@ class HomaSocket:
         """The host's Homa parameters (as the daemon had them when this process bound its first port)."""
         return dict(self._h.config)
 
+    @property
+    def stats(self) -> dict[str, int]:
+        """A snapshot of this process's Homa library counters (shared by all its Homa sockets,
+        which run on one engine); the host's kernel and daemon counters are `etran.homa.stats()`.
+
+        data_sent                 DATA packets sent (first transmissions)
+        retransmitted             DATA packets sent again for a RESEND or an RPC_UNKNOWN
+        fifo_packets              packets the pacer sent by age rather than SRPT (its FIFO share)
+        data_received             DATA packets received (the kernel passes only packets with new bytes)
+        grants, resends, unknowns GRANT, RESEND and RPC_UNKNOWN packets received
+        aborts, frees             RPCs the kernel reported aborted (timed out) or freed
+        """
+        return dict(self._h.stats)
+
     def fileno(self) -> int:
+        """The engine's AF_XDP socket, for selectors: readable when frames wait in the ring
+        (shared by every etran socket of this process; call poll() after a wake-up)."""
         return self.engine.xsk.fileno()
 
     def _check_open(self) -> None:

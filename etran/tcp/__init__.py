@@ -21,7 +21,7 @@ __all__ = [
 
 def __getattr__(name: str):
     """The application API (etran.tcp.socket, etran.tcp.streams), imported on first use."""
-    if name in ("create_connection", "create_server", "TcpSocket"):
+    if name in ("create_connection", "create_server", "ready_connections", "TcpSocket"):
         from . import socket as _s
 
         return getattr(_s, name)

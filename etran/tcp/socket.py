@@ -49,7 +49,7 @@ TCP_PUB_FIN = int(P.TCP_PUB_FIN)
 TCP_S_CLOSED = int(S.TCP_S_CLOSED)
 TCP_S_ESTABLISHED = int(S.TCP_S_ESTABLISHED)
 
-__all__ = ["SNDBUF", "TcpSocket", "create_connection", "create_server"]
+__all__ = ["SNDBUF", "STATS_KEYS", "TcpSocket", "create_connection", "create_server", "ready_connections"]
 
 TCP_OFF = 34                     # Ethernet 14 + IPv4 20 (the kernel sends no IP options)
 SNDBUF = 4 << 20                # bytes the library holds unacknowledged or unsent per connection
@@ -68,6 +68,7 @@ _mono_ns = time.monotonic_ns
 _FAST_MASK = M32 | ((TCP_F_RESET | TCP_F_RECOVERY | TCP_F_LOSS) << 32)
 MSG_PEEK = int(_socket.MSG_PEEK)  # a plain int: IntFlag arithmetic costs microseconds
 PACE_MIN_BURST = 16             # segments; the egress hook's TCP_PACE_MIN_BURST
+STATS_KEYS = ("segments", "retransmits", "bytes_sent", "bytes_received", "blocked", "paced")  # TcpSocket.stats
 
 
 def unwrap(x: int, ref: int) -> int:
@@ -155,6 +156,7 @@ class TcpSocket:
         self._early: list[bytes] = []
         self._p: dict[str, Any] = {}
         self._w = None
+        self._stats = dict.fromkeys(STATS_KEYS, 0)
 
     # ---- creation ------------------------------------------------------------------------
     def _listen(self, port: int, backlog: int, cc: str) -> None:
@@ -273,8 +275,7 @@ class TcpSocket:
         self._reset_why = ""
         self._shut_rd = False
         self._connected = True
-        self.stats = {"segments": 0, "retransmits": 0, "bytes_sent": 0, "bytes_received": 0, "blocked": 0,
-                      "paced": 0}
+        self._stats = dict.fromkeys(STATS_KEYS, 0)
 
     # ---- frames in ------------------------------------------------------------------------
     def _on_new(self, key: tuple[bytes, int, int], addr: int, length: int) -> None:
@@ -320,7 +321,7 @@ class TcpSocket:
             if plen > 0:
                 self._rbuf += buf[t + doff:t + doff + plen]
                 self._rcv_nxt = rn + plen
-                self.stats["bytes_received"] += plen
+                self._stats["bytes_received"] += plen
                 rn += plen
             if self._peer_fin is not None and rn >= self._peer_fin:
                 self._eof = True
@@ -334,7 +335,7 @@ class TcpSocket:
                 if seq + plen > rn:
                     self._rbuf += buf[start + rn - seq:start + plen]
                     self._rcv_nxt = rn = seq + plen
-                    self.stats["bytes_received"] += plen
+                    self._stats["bytes_received"] += plen
                     ooo = self._ooo
                     while ooo:
                         s2 = min(ooo)
@@ -455,10 +456,10 @@ class TcpSocket:
                 n = mss
             if nxt + n > limit:
                 if nxt != una or limit > una:
-                    self.stats["blocked"] += 1
+                    self._stats["blocked"] += 1
                 break
             if n > tokens:
-                self.stats["paced"] += 1
+                self._stats["paced"] += 1
                 break
             tokens -= n
             self._emit(nxt, n, False)
@@ -538,7 +539,7 @@ class TcpSocket:
                     tokens -= e - s
                     self._emit(s, e - s, False)
                     self._rtx_done.add(s)
-                    self.stats["retransmits"] += 1
+                    self._stats["retransmits"] += 1
                     n += 1
                 s = e
         # new data (or go-back-N resends after an RTO)
@@ -549,17 +550,17 @@ class TcpSocket:
                 if nxt == una and limit <= una:
                     break
                 if nxt + n > limit:
-                    self.stats["blocked"] += 1
+                    self._stats["blocked"] += 1
                     break
             if n > tokens:
-                self.stats["paced"] += 1
+                self._stats["paced"] += 1
                 break
             fin = self._fin_wanted and nxt + n == data_end and nxt + n + 1 <= limit
             if nxt < self._sent_hi:
                 if recovering and (nxt in self._rtx_done or self._is_sacked(nxt, nxt + n)):
                     nxt += n
                     continue
-                self.stats["retransmits"] += 1
+                self._stats["retransmits"] += 1
             tokens -= n
             self._emit(nxt, n, fin)
             nxt += n
@@ -612,7 +613,7 @@ class TcpSocket:
             off = self._soff + seq - self._snd_base
             buf[a + hl:a + hl + n] = self._sbuf[off:off + n]
         eng.commit(hl + n)
-        st = self.stats
+        st = self._stats
         st["segments"] += 1
         st["bytes_sent"] += n
 
@@ -679,6 +680,19 @@ class TcpSocket:
         As with SSL sockets, data may already sit in the library: after a wake-up, recv on a
         non-blocking socket until BlockingIOError before selecting again."""
         return self.engine.xsk.fileno()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """A snapshot of this connection's library counters (zeros until it is connected):
+
+        segments        segments written (data, FIN, window updates; retransmissions too)
+        retransmits     of them, data sent again (SACK recovery, a retransmission request, an RTO)
+        bytes_sent      payload bytes written, retransmissions included
+        bytes_received  payload bytes of segments that arrived in order (not those queued out of order)
+        blocked         times sending stopped at the send limit (congestion or peer window)
+        paced           times sending stopped to keep to the pacing rate
+        The daemon's view of the flow (cwnd, RTT, DCTCP's alpha) is flow_stats()."""
+        return dict(self._stats)
 
     def getsockname(self) -> tuple[str, int]:
         return self.local
@@ -914,6 +928,21 @@ class TcpSocket:
     def __repr__(self) -> str:
         kind = "listening" if self._listening else "connected" if self._connected else "new"
         return f"<etran.tcp.TcpSocket {kind} {self.local} -> {self.remote}>"
+
+
+def ready_connections(timeout: float | None = 0.0, engine: Engine | None = None) -> set[TcpSocket]:
+    """Receive one batch (waiting up to `timeout` s; None: until frames come) and return the
+    connections that heard something since the last call: data, an ACK, a FIN or a reset.
+
+    For a program that drives many connections from its own loop (one check per batch, not
+    per connection; fileno() is the same for all of them): recv on each returned socket,
+    non-blocking, until BlockingIOError. asyncio streams (etran.tcp.streams) consume the same
+    record: use one or the other on an engine."""
+    d = _demux(engine or default_engine())
+    with d.engine.lock:
+        d.poll(timeout)
+        heard, d.heard = d.heard, set()
+    return heard
 
 
 def create_connection(address: tuple[str, int], timeout: float | None = None, source_address: Any = None, *,
