@@ -10,6 +10,7 @@ from __future__ import annotations
 import array
 import asyncio
 import os
+import select
 import selectors
 import struct
 import subprocess
@@ -516,6 +517,30 @@ def test_fileno_with_selectors_and_asyncio(veth_pair):
         idle, ready, got = asyncio.run(main())
         assert (idle, ready, got) == (False, True, 2)
         assert tx.flush(timeout=2)
+
+
+@pytest.mark.kernel
+def test_short_waits_are_timed_to_the_microsecond(veth_pair):
+    """poll(2) counts whole milliseconds, so a 0.2 ms wait rounded up lasts 1 ms: an open-loop
+    client's next send (or a short timeout) would be late by up to a millisecond every time.
+    Short waits go through select(2). The check is robust to a loaded machine: the shortest of
+    20 waits (one timely wake-up suffices) is under 0.9 ms, and none returns early."""
+    a, b = veth_pair
+    with XskProgram("xb", netns=b) as prog, XskSocket("xb", netns=b) as rx, XskSocket("xa", netns=a) as tx:
+        prog.set_filter(ethertype=ETH_P_TEST)
+        prog.add(rx)
+        waits = []
+        for _ in range(20):
+            t = time.perf_counter()
+            assert rx.poll(0.0002) == 0
+            waits.append(time.perf_counter() - t)
+        assert min(waits) >= 0.0002 and min(waits) < 0.0009, waits
+        assert rx.poll(0.01, select.POLLOUT) & select.POLLOUT      # room in the TX ring
+        assert tx.send([broadcast_frame(1, 0)]) == 1
+        deadline = time.monotonic() + 5
+        while not rx.poll(0.05) & select.POLLIN and time.monotonic() < deadline:
+            pass
+        assert len(rx.recv_frames()) == 1
 
 
 @pytest.mark.kernel

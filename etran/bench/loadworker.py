@@ -142,7 +142,6 @@ class EtranUdpClient:
             self.close()
             raise
         self.engine = self.socks[0].engine
-        self._fds = (self.socks[0].fileno(),)
         self.buf = bytearray(MAX_UDP_PAYLOAD)
         self.view = memoryview(self.buf)
 
@@ -153,17 +152,7 @@ class EtranUdpClient:
     def poll(self, timeout: float) -> list[int]:
         inbox = self.inbox
         if not inbox:
-            eng = self.engine
-            if eng.busy_poll or timeout <= 0:
-                eng.poll(timeout)
-            else:
-                # select(2), not the engine's poll(2): microseconds, not milliseconds, so an open
-                # loop's next arrival is not late by up to a millisecond (or spun for).  In copy
-                # mode a wait on the socket also transmits what is pending, as poll(2) does.
-                eng.flush()
-                if not eng.xsk.rx.available():
-                    select.select(self._fds, (), (), timeout)
-                eng.poll(0)
+            self.engine.poll(timeout)   # short waits are timed to the microsecond (XskSocket.poll)
             if not inbox:
                 return []
         unpack = REQ.unpack_from
