@@ -15,8 +15,8 @@ scheduled bytes there; short messages go at the highest unscheduled level and pa
   alternate between no load and the bulk load to the short RPCs' receiver ("same"), so the
   machine's other work weighs on both alike; a third phase sends the same bulk load to a
   fifth host behind an equally limited port ("other"): a control that loads the CPUs but not
-  the receiver's path. The report splits the bound's margin by phase, so a miss says whether
-  the receiver-bound load or CPU contention (the control hurts as much) caused it.
+  the receiver's path. A miss names its likely cause: CPU contention when the control hurts
+  as much, else the receiver-bound load itself.
 * The priorities are really used: the receiver's port sent packets from the highest band
   (short messages, control) and from the scheduled bands (granted bulk bytes), and the grants
   kept its queue bounded (no drops).
