@@ -289,6 +289,24 @@ def test_isolation_summary_compares_each_victim_with_itself_alone():
     assert len(tcp) == 2 and "p50 10.0x" in tcp[0] and "limited to 25mbit, vs alone: p50 2.00x" in tcp[1]
 
 
+def test_a_starved_victim_is_a_result_not_a_failure():
+    """A flood can starve a victim outright (etran TCP at 1,000 requests/s behind a 3x overloaded
+    drop-tail port: every request waits past the timeout). That is what the isolation bench
+    measures, so the series is settled, the line under the table says so, and the
+    invocation is complete; a point that measured nothing for any other reason stays a failure."""
+    from etran.bench.isolation import summary_lines
+
+    inv = Invocation(benchmark="isolation", baseline="alone", params={"link_rate_gbit": 0.1, "flood_limit": "25mbit"})
+    inv.new_series("tcp-alone", "TCP alone", samples=[1000 + i for i in range(100)], params={"group": "etran TCP"})
+    starved = inv.new_series("tcp-flood", "TCP flood", samples=[], params={"group": "etran TCP"},
+                             info={"starved": True, "switch_drops": 1234},
+                             error="starved: none of 964 requests completed within 3 s")
+    broken = inv.new_series("x", "x", samples=[], error="no request completed (5 lost)")
+    assert starved.settled and not starved.ok and not broken.settled
+    assert summary_lines(inv) == ["etran TCP victim while a neighbour is flooding: starved: none of 964 requests "
+                                  "completed within 3 s (the switch port dropped 1234 packets)"]
+
+
 def test_benchmarks_use_the_sockets_public_api():
     """No reaching into etran sockets' private state (sock._h, ._d, ._inbox ...): the benches
     use `stats`, `fileno()`, `UdpSocket(queue=...)` and `etran.tcp.ready_connections`."""

@@ -380,7 +380,8 @@ def test_bench_all_quick_end_to_end(tmp_path, unique_name):
         assert b["status"] == "complete", b
         inv = Invocation.load(out / b["json"])  # valid JSON of the result schema
         assert inv.status == "complete" and inv.id == b["invocation_id"] and inv.params["quick"] is True
-        assert inv.series and all(s.ok for s in inv.series), [(s.name, s.error) for s in inv.series if not s.ok]
+        # every series measured, or a settled outcome (a victim a flood starved: see isolation)
+        assert inv.series and all(s.settled for s in inv.series), [(s.name, s.error) for s in inv.series if not s.settled]
         assert f"## etran bench {inv.benchmark}" in report
         for kind, suffixes in expected_kinds(inv).items():
             for suffix in suffixes:

@@ -182,7 +182,8 @@ class IsolationBenchmark(TimedBenchmark):
             before = bed.switch_stats().get("h2", {})
             t0 = time.monotonic()
             with QueueSampler(bed, "h2", interval=QUEUE_INTERVAL) as q:
-                s = run_point(inv, name, label, params=params, extra_pids=[flooder.proc.pid], **common)
+                s = run_point(inv, name, label, params=params, extra_pids=[flooder.proc.pid], starved_ok=True,
+                              **common)
             wall = time.monotonic() - t0
             after = bed.switch_stats().get("h2", {})
             s.info["queue_timeline"] = q.timeline()
@@ -228,8 +229,17 @@ def summary_lines(inv: Invocation) -> list[str]:
     rate = inv.params.get("link_rate_gbit")
     for pre in (v.prefix for v in VICTIMS.values()):
         for flood in ("flood", "flood-limited"):
+            starved = next((x for x in inv.series if x.name == f"{pre}{flood}" and x.info.get("starved")), None)
+            if starved is not None:
+                lines.append(f"{starved.params.get('group')} victim while a neighbour is {_flood_what(inv, flood)}: "
+                             f"{starved.error} (the switch port dropped {starved.info.get('switch_drops')} packets)")
+                continue
             lines += _flood_line(inv, get(f"{pre}{flood}"), get(f"{pre}alone"), flood, rate)
     return lines
+
+
+def _flood_what(inv: Invocation, flood: str) -> str:
+    return "flooding" if flood == "flood" else f"flooding, limited to {inv.params.get('flood_limit')}"
 
 
 def _flood_line(inv: Invocation, s: Series | None, ref: Series | None, flood: str, rate: Any) -> list[str]:
@@ -238,8 +248,7 @@ def _flood_line(inv: Invocation, s: Series | None, ref: Series | None, flood: st
 
     if s is None or ref is None:
         return []
-    what = "flooding" if flood == "flood" else f"flooding, limited to {inv.params.get('flood_limit')}"
-    return [(f"{s.params.get('group')} victim while a neighbour is {what}, vs alone: p50 "
+    return [(f"{s.params.get('group')} victim while a neighbour is {_flood_what(inv, flood)}, vs alone: p50 "
              f"{fmt_ratio(ratio(s, ref, 'p50'))}x, "
              f"p99 {fmt_ratio(ratio(s, ref, 'p99'))}x, p999 {fmt_ratio(ratio(s, ref, 'p999'))}x "
              f"(the flooder sent {s.info.get('flood_gbit_s')} Gbit/s towards a {rate} Gbit/s link, "

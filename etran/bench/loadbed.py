@@ -140,10 +140,13 @@ class ClientSpec:
 def run_point(inv: Invocation, name: str, label: str, *, server: LoadServer, clients: Sequence[ClientSpec],
               duration: float, warmup: float, params: dict[str, Any] | None = None, progress: Any = None,
               keep_samples: bool = False, poll: str = "block", extra_info: dict[str, Any] | None = None,
-              timeout: float = 0.5, drain: float = 0.5, bed: Any = None, extra_pids: Sequence[int] = ()) -> Series:
+              timeout: float = 0.5, drain: float = 0.5, bed: Any = None, extra_pids: Sequence[int] = (),
+              starved_ok: bool = False) -> Series:
     """Run the clients against `server` side by side and add their merged result to `inv`.
     `bed`: the test bed, whose daemons' CPU time then counts as this benchmark's (as does
-    that of `extra_pids`, e.g. a load generator running beside the clients)."""
+    that of `extra_pids`, e.g. a load generator running beside the clients).
+    `starved_ok`: a point where no request completes is a result (a victim a flood starves),
+    marked `info["starved"]`, not a failure of the benchmark."""
     params = dict(params or {})
     params.update({"endpoint": server.endpoint, "server": f"{server.host.name} {server.address}",
                    "client_hosts": sorted({c.host.name for c in clients}), "client_processes": len(clients),
@@ -226,6 +229,9 @@ def run_point(inv: Invocation, name: str, label: str, *, server: LoadServer, cli
     error = None
     if m["interrupted"]:
         error = "interrupted"
+    elif not samples and starved_ok:
+        info["starved"] = True
+        error = f"starved: none of {m['lost']:,} requests completed within {timeout:g} s"
     elif not samples:
         error = f"no request completed ({m['lost']} lost)"
     s = inv.new_series(name, label, samples=samples, params=params, info=info, error=error,

@@ -203,7 +203,7 @@ def run_benchmark(bench_cls: type[Benchmark], args: argparse.Namespace, con: Any
         with sigterm_as_interrupt(), Progress(enabled=not getattr(args, "no_progress", False)) as progress:
             ctx.progress = progress
             bench.run(ctx)
-        status = "complete" if inv.series and all(s.ok for s in inv.series) else "failed"
+        status = "complete" if inv.series and all(s.settled for s in inv.series) else "failed"
     except KeyboardInterrupt:
         status = "interrupted"
         inv.notes.append("interrupted (Ctrl-C or SIGTERM): the series measured so far only")

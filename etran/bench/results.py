@@ -80,6 +80,12 @@ class Series:
     def ok(self) -> bool:
         return self.summary is not None and self.error is None
 
+    @property
+    def settled(self) -> bool:
+        """Measured, or an outcome with no latency to show that is itself the result (a victim
+        that a flood starved: `info["starved"]`); not a failure of the benchmark."""
+        return self.ok or bool(self.info.get("starved"))
+
     def stat(self, stat: str) -> float:
         if self.summary is None:
             raise BenchError(f"series {self.name!r} has no measurements" + (f" ({self.error})" if self.error else ""))
