@@ -217,7 +217,14 @@ class Map:
     # ---- batches --------------------------------------------------------------------
     def lookup_batch(self, chunk: int = 256) -> list[tuple[bytes, bytes]]:
         """Every (key, value) read with BPF_MAP_LOOKUP_BATCH, `chunk` elements per syscall."""
-        out: list[tuple[bytes, bytes]] = []
+        ks, vs = self.key_size, self.full_value_size
+        return [(kr[i * ks:(i + 1) * ks], vr[i * vs:(i + 1) * vs])
+                for kr, vr, n in self.lookup_batch_raw(chunk) for i in range(n)]
+
+    def lookup_batch_raw(self, chunk: int = 256) -> Iterator[tuple[bytes, bytes, int]]:
+        """The map read with BPF_MAP_LOOKUP_BATCH as (keys, values, count) per syscall: the
+        elements packed back to back, for a caller that looks at a field of each (a struct's
+        iter_unpack over `values`) before it takes any element apart."""
         keys = ctypes.create_string_buffer(self.key_size * chunk)
         values = ctypes.create_string_buffer(self.full_value_size * chunk)
         in_batch = ctypes.create_string_buffer(max(self.key_size, 8))
@@ -231,12 +238,11 @@ class Map:
             err = ctypes.get_errno() if ret < 0 else 0
             if ret < 0 and err != 2:
                 raise lb.os_error(err, f"batch lookup in map {self.name}")
-            kr, vr = keys.raw, values.raw
-            for i in range(count.value):
-                out.append((kr[i * self.key_size:(i + 1) * self.key_size],
-                            vr[i * self.full_value_size:(i + 1) * self.full_value_size]))
+            n = count.value
+            if n:
+                yield keys.raw[:n * self.key_size], values.raw[:n * self.full_value_size], n
             if ret < 0:  # ENOENT: that was the last batch
-                return out
+                return
             ctypes.memmove(in_batch, out_batch, len(out_batch))
             first = False
 
