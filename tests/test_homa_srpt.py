@@ -10,7 +10,8 @@ scheduled bytes there; short messages go at the highest unscheduled level and pa
 * A 10 KB message overtakes a 1 MB one: sent right after it, from the same socket to the
   same receiver, it completes first (sender-side SRPT in the pacer, unscheduled bytes, and
   the receiver's SRPT grants).
-* The short RPCs' p99 under that load stays within 3x of their unloaded p99, plus one
+* The short RPCs' p99 under that load stays within 3x of their unloaded p99 (each the median
+  over the cycles of the phases' p99, see CYCLES), plus one
   full-size packet's time on the rate-limited wire (see WIRE_PACKET_US). Phases
   alternate between no load and the bulk load to the short RPCs' receiver ("same"), so the
   machine's other work weighs on both alike; a third phase sends the same bulk load to a
@@ -25,6 +26,7 @@ scheduled bytes there; short messages go at the highest unscheduled level and pa
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -170,7 +172,10 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(len(xs) * q))] * 1e6
 
 
-CYCLES = 3         # (off, same, other) phase cycles
+# (off, same, other) phase cycles. Each phase's p99 is judged by its median over the cycles:
+# this machine's noise comes in bursts (other processes, the hypervisor) that can hit any one
+# phase; a transport defect shows in every cycle, a burst only in one.
+CYCLES = 5
 SAMPLES = 400      # short RPCs per phase
 # The receivers' switch ports: below what this Python stack drives with three senders, so the
 # network, not the CPUs, is the bottleneck (a queue builds at the port: see its queue max), yet
@@ -244,9 +249,13 @@ def test_short_rpcs_keep_their_latency_and_short_messages_overtake(testbed):
             if p.poll() is None:
                 p.kill()
                 p.wait(10)
-    off99, same99, other99 = (_pct(samples[k], 0.99) for k in ("off", "same", "other"))
-    report = (f"p99 unloaded {off99:.0f} us, bulk to the same receiver {same99:.0f} us, bulk elsewhere "
-              f"{other99:.0f} us (CPU-contention control); phases (kind, p50, p99 us): {phases}; "
+    # each kind's p99: the median over the cycles of its phases' p99 (see CYCLES)
+    off99, same99, other99 = (statistics.median(p99 for kind, _, p99 in phases if kind == k)
+                              for k in ("off", "same", "other"))
+    pooled = {k: round(_pct(samples[k], 0.99)) for k in samples}
+    report = (f"p99 (median over cycles) unloaded {off99:.0f} us, bulk to the same receiver {same99:.0f} us, "
+              f"bulk elsewhere {other99:.0f} us (CPU-contention control); pooled p99 {pooled}; "
+              f"phases (kind, p50, p99 us): {phases}; "
               f"1 MB messages per sender: {bulk}; overtakes: {overtakes}; receiver port packets per band "
               f"(Homa level 7..0, other): {bands}; its queue max {port['queue_max']} B, "
               f"qdisc drops {port['qdisc_drops']}")
